@@ -1,0 +1,86 @@
+"""Emulators whose denoisers are exact: for testing against exact filters, and teaching.
+
+Both model a Gaussian transition ``p(x[k+1] | x[k]) = N(f(x[k]), Q)``; its exact VE
+denoiser is the [`assimilax.GaussianDenoiser`][] of covariance ``Q`` whose context is the
+predictive mean ``f(x[k])``.  With these, the FA-APF with exact MMPS guidance and the
+Gaussian-predictive weighting rule is the optimal-proposal particle filter, and on a
+linear ``f`` it is exact in the limit of many particles (it matches the Kalman filter).
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, PyTree
+
+from .denoisers import GaussianDenoiser
+from .emulators import AbstractEmulator
+
+
+class LinearGaussianEmulator(AbstractEmulator):
+    """``x[k+1] = F x[k] + w``, ``w ~ N(0, Q)``.
+
+    **Arguments:**
+
+    - `transition_matrix`: ``F``, shape ``(d, d)``.
+    - `covariance`: ``Q``, shape ``(d, d)``, symmetric positive semi-definite.
+    """
+
+    transition_matrix: Float[Array, "d d"]
+    denoiser: GaussianDenoiser
+    history_length: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+
+    def __init__(self, transition_matrix: Float[ArrayLike, "d d"], covariance: Float[ArrayLike, "d d"]):
+        f = jnp.asarray(transition_matrix)
+        q = jnp.asarray(covariance)
+        if f.ndim != 2 or f.shape[0] != f.shape[1]:
+            raise ValueError(f"LinearGaussianEmulator: F must be square, got shape {f.shape}.")
+        if q.shape != f.shape:
+            raise ValueError(f"LinearGaussianEmulator: Q has shape {q.shape}, F has {f.shape}.")
+        self.transition_matrix = f
+        self.denoiser = GaussianDenoiser(q)
+        self.history_length = 1
+        self.state_size = f.shape[0]
+
+    @property
+    def transition_covariance(self) -> Float[Array, "d d"]:
+        """``Q``."""
+        return self.denoiser.covariance
+
+    def context(self, history: Float[Array, "1 d"], forcing: PyTree = None) -> Float[Array, " d"]:
+        return self.transition_matrix @ history[-1]
+
+
+class GaussianTransitionEmulator(AbstractEmulator):
+    """``x[k+1] = f(x[k]) + w``, ``w ~ N(0, Q)``, for any deterministic map ``f``.
+
+    The exact oracle of a stochastic model such as Lorenz-96 with additive model noise.
+
+    **Arguments:**
+
+    - `transition`: ``f``, a function of one flat state ``(d,) -> (d,)``.
+    - `covariance`: ``Q``, shape ``(d, d)``.
+    """
+
+    transition: Callable[[Array], Array]
+    denoiser: GaussianDenoiser
+    history_length: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+
+    def __init__(self, transition: Callable[[Array], Array], covariance: Float[ArrayLike, "d d"]):
+        q = jnp.asarray(covariance)
+        if q.ndim != 2 or q.shape[0] != q.shape[1]:
+            raise ValueError(f"GaussianTransitionEmulator: Q must be square, got {q.shape}.")
+        self.transition = transition
+        self.denoiser = GaussianDenoiser(q)
+        self.history_length = 1
+        self.state_size = q.shape[0]
+
+    @property
+    def transition_covariance(self) -> Float[Array, "d d"]:
+        """``Q``."""
+        return self.denoiser.covariance
+
+    def context(self, history: Float[Array, "1 d"], forcing: PyTree = None) -> Float[Array, " d"]:
+        return self.transition(history[-1])
