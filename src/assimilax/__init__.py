@@ -16,6 +16,23 @@ from .exact_emulators import (
     GaussianTransitionEmulator as GaussianTransitionEmulator,
     LinearGaussianEmulator as LinearGaussianEmulator,
 )
+from .filters import (
+    AbstractFilter as AbstractFilter,
+    BootstrapPF as BootstrapPF,
+    Diagnostics as Diagnostics,
+    EnsembleForecast as EnsembleForecast,
+    FAAPF as FAAPF,
+    FilterOutput as FilterOutput,
+    FilterState as FilterState,
+    filter_scan as filter_scan,
+)
+from .guidance import (
+    AbstractGuidance as AbstractGuidance,
+    DPS as DPS,
+    MMPS as MMPS,
+    PseudoInverse as PseudoInverse,
+    posterior_denoiser as posterior_denoiser,
+)
 from .observations import (
     AbstractObservationNoise as AbstractObservationNoise,
     AbstractObservationOperator as AbstractObservationOperator,
@@ -29,10 +46,38 @@ from .observations import (
     Selection as Selection,
     Stack as Stack,
 )
+from .resampling import (
+    AbstractResampler as AbstractResampler,
+    Multinomial as Multinomial,
+    Residual as Residual,
+    Stratified as Stratified,
+    Systematic as Systematic,
+    effective_sample_size as effective_sample_size,
+)
+from .sampling import (
+    Churn as Churn,
+    LangevinCorrector as LangevinCorrector,
+    Sampler as Sampler,
+)
 from .schedules import (
     AbstractSchedule as AbstractSchedule,
     CosineSchedule as CosineSchedule,
     EDMSchedule as EDMSchedule,
+)
+from .solvers import (
+    AdamsBashforth3 as AdamsBashforth3,
+    DPMSolverPP2S as DPMSolverPP2S,
+)
+from .tempering import (
+    AbstractTempering as AbstractTempering,
+    ESSBandTempering as ESSBandTempering,
+    NoTempering as NoTempering,
+)
+from .transitions import sample_transition as sample_transition
+from .weighting import (
+    AbstractWeighting as AbstractWeighting,
+    DiracWeights as DiracWeights,
+    GaussianPredictiveWeights as GaussianPredictiveWeights,
 )
 
 __version__ = "0.1.0"

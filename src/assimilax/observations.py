@@ -281,8 +281,14 @@ class AbstractObservationNoise(eqx.Module):
         """``R_m v`` with ``R_m`` the masked covariance."""
 
     @abc.abstractmethod
+    def shifted_solve(
+        self, r: Float[Array, " p"], mask: Bool[Array, " p"], shift: Float[ArrayLike, ""]
+    ) -> Float[Array, " p"]:
+        """``(R_m + shift I)^{-1} r``."""
+
     def solve(self, r: Float[Array, " p"], mask: Bool[Array, " p"]) -> Float[Array, " p"]:
         """``R_m^{-1} r``."""
+        return self.shifted_solve(r, mask, 0.0)
 
     @abc.abstractmethod
     def log_det(self, mask: Bool[Array, " p"]) -> Scalar:
@@ -329,8 +335,8 @@ class DiagonalGaussianNoise(AbstractObservationNoise):
     def matvec(self, v, mask):
         return jnp.where(mask, self.std**2 * v, v)
 
-    def solve(self, r, mask):
-        return jnp.where(mask, r / self.std**2, r)
+    def shifted_solve(self, r, mask, shift):
+        return jnp.where(mask, r / (self.std**2 + shift), r / (1.0 + shift))
 
     def log_det(self, mask):
         return jnp.sum(jnp.where(mask, 2 * jnp.log(self.std), 0.0))
@@ -374,8 +380,9 @@ class DenseGaussianNoise(AbstractObservationNoise):
     def matvec(self, v, mask):
         return self._masked_cov(mask) @ v
 
-    def solve(self, r, mask):
-        chol = jnp.linalg.cholesky(self._masked_cov(mask))
+    def shifted_solve(self, r, mask, shift):
+        shifted = self._masked_cov(mask) + shift * jnp.eye(self.size, dtype=self.cov.dtype)
+        chol = jnp.linalg.cholesky(shifted)
         return jax.scipy.linalg.cho_solve((chol, True), r)
 
     def log_det(self, mask):

@@ -1,0 +1,11 @@
+"""Particle filters over diffusion emulators: one protocol, ``init`` / ``step``."""
+
+from .base import (
+    AbstractFilter as AbstractFilter,
+    Diagnostics as Diagnostics,
+    FilterState as FilterState,
+)
+from .bootstrap import BootstrapPF as BootstrapPF
+from .fa_apf import FAAPF as FAAPF
+from .forecast import EnsembleForecast as EnsembleForecast
+from .run import FilterOutput as FilterOutput, filter_scan as filter_scan

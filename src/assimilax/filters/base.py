@@ -1,0 +1,99 @@
+"""What every filter shares: its state, its per-cycle output, and the validation of inputs.
+
+All filters follow one protocol, ``init(particles) -> state`` and
+``step(state, y, key, forcing) -> (state, diagnostics)``, so swapping one for another is
+one line and [`assimilax.filter_scan`][] drives them all.
+"""
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from equinox import AbstractVar
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree, Scalar
+
+from ..emulators import AbstractEmulator
+from ..observations import ObservationModel
+
+
+class FilterState(eqx.Module):
+    """A weighted particle ensemble of histories.
+
+    - `particles`: ``(n, m, d)``, each particle's history ``h[k]`` oldest first.
+    - `log_weights`: ``(n,)``, unnormalised log-weights (zeros after resampling).
+    - `cycle`: how many observation times have been assimilated (for per-cycle keys).
+    """
+
+    particles: Float[Array, "n m d"]
+    log_weights: Float[Array, " n"]
+    cycle: Int[Array, ""]
+
+
+class Diagnostics(eqx.Module):
+    """Per-cycle diagnostics.
+
+    - `ess`: effective sample size of the weights used to resample (before resampling).
+    - `alpha`: the tempering exponent of those weights (1 = no inflation).
+    - `log_likelihood`: the filter's estimate of ``log p(y[k] | y[:k])``.
+    """
+
+    ess: Scalar
+    alpha: Scalar
+    log_likelihood: Scalar
+
+
+class AbstractFilter(eqx.Module):
+    """A sequential Monte Carlo filter over a diffusion emulator."""
+
+    emulator: AbstractVar[AbstractEmulator]
+
+    @abc.abstractmethod
+    def step(
+        self,
+        state: FilterState,
+        y: Float[Array, " p"],
+        key: PRNGKeyArray,
+        forcing: PyTree = None,
+    ) -> tuple[FilterState, Diagnostics]:
+        """Assimilate the observation `y` of the next time."""
+
+    def init(self, particles: Float[ArrayLike, "n m d"] | Float[ArrayLike, "n d"]) -> FilterState:
+        """The initial, equally weighted state of `particles`.
+
+        Accepts ``(n, d)`` for history length 1, or ``(n, m, d)``.  Raises a `ValueError`
+        naming the problem for a wrong shape or non-finite values.
+        """
+        emulator = self.emulator
+        p = jnp.asarray(particles)
+        m, d = emulator.history_length, emulator.state_size
+        if p.ndim == 2 and m == 1:
+            p = p[:, None, :]
+        if p.ndim != 3 or p.shape[1:] != (m, d):
+            raise ValueError(
+                f"initial particles have shape {tuple(jnp.shape(particles))}; expected "
+                f"(n_particles, {m}, {d})" + (f" or (n_particles, {d})" if m == 1 else "")
+                + f" for an emulator with history length {m} and state size {d}."
+            )
+        if p.shape[0] < 1:
+            raise ValueError("initial ensemble is empty.")
+        if not np.all(np.isfinite(np.asarray(p))):
+            bad = np.argwhere(~np.isfinite(np.asarray(p)))[0]
+            raise ValueError(
+                f"initial particles contain NaN or inf (first at particle {bad[0]}, history "
+                f"{bad[1]}, component {bad[2]})."
+            )
+        if not jnp.issubdtype(p.dtype, jnp.floating):
+            p = p.astype(jnp.result_type(float))
+        return FilterState(p, jnp.zeros(p.shape[0], p.dtype), jnp.asarray(0))
+
+
+def check_observations(
+    observation: ObservationModel | None, observations: ArrayLike, state_size: int
+) -> None:
+    """Validate a ``(T, p)`` observation sequence against the observation model."""
+    y = np.asarray(observations)
+    if y.ndim != 2:
+        raise ValueError(f"observations must have shape (times, obs_size), got {y.shape}.")
+    if observation is not None:
+        observation.check(y, state_size)

@@ -1,0 +1,61 @@
+"""Running a filter over a sequence of observation times with `jax.lax.scan`."""
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
+
+from ..resampling import normalise
+from .base import AbstractFilter, Diagnostics, FilterState, check_observations
+
+
+class FilterOutput(eqx.Module):
+    """The filter's ensembles and diagnostics at every observation time.
+
+    - `particles`: ``(T, n, d)``, the analysis ensemble (the newest state of each history).
+    - `log_weights`: ``(T, n)``, their normalised log-weights.
+    - `diagnostics`: a [`Diagnostics`][] whose fields have a leading time axis ``T``.
+    """
+
+    particles: Float[Array, "T n d"]
+    log_weights: Float[Array, "T n"]
+    diagnostics: Diagnostics
+
+
+def cycle_key(key: PRNGKeyArray, cycle: ArrayLike) -> PRNGKeyArray:
+    """The key of one cycle, ``fold_in(key, cycle)``: runs that resume give the same draws."""
+    return jax.random.fold_in(key, cycle)
+
+
+@eqx.filter_jit
+def _scan(filt, state, observations, key, forcings):
+    def body(state, inputs):
+        y, forcing = inputs
+        state, diag = filt.step(state, y, cycle_key(key, state.cycle), forcing)
+        out = FilterOutput(state.particles[:, -1], normalise(state.log_weights), diag)
+        return state, out
+
+    return jax.lax.scan(body, state, (observations, forcings))
+
+
+def filter_scan(
+    filt: AbstractFilter,
+    state: FilterState,
+    observations: Float[ArrayLike, "T p"],
+    key: PRNGKeyArray,
+    forcings: PyTree = None,
+) -> tuple[FilterState, FilterOutput]:
+    """Assimilate ``observations[t]`` for ``t = 0..T-1`` in one compiled scan.
+
+    **Arguments:**
+
+    - `filt`: any filter.
+    - `state`: from ``filt.init(particles)`` (or a previous run, to continue it).
+    - `observations`: ``(T, p)``, NaN where missing.
+    - `key`: the run's key; cycle ``c`` uses ``fold_in(key, c)``.
+    - `forcings`: a pytree with leading axis ``T``, or None.
+
+    **Returns:** the final state and a [`FilterOutput`][].
+    """
+    check_observations(getattr(filt, "observation", None), observations, filt.emulator.state_size)
+    observations = jax.numpy.asarray(observations, state.particles.dtype)
+    return _scan(filt, state, observations, key, forcings)

@@ -1,0 +1,50 @@
+"""Drawing the next state from an emulator, unconditionally or guided by an observation.
+
+``x[k+1] ~ p(x | h)`` runs the sampler on the emulator's denoiser; ``x[k+1] ~ p(x | h, y)``
+runs it on the posterior denoiser built by a guidance rule, which sees the observation
+operator composed with the emulator's target-to-state map, ``z -> A(to_state(z, h))``.
+"""
+
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from .emulators import AbstractEmulator
+from .guidance import AbstractGuidance, posterior_denoiser
+from .observations import ObservationModel
+from .sampling import Sampler
+
+
+def sample_transition(
+    emulator: AbstractEmulator,
+    sampler: Sampler,
+    key: PRNGKeyArray,
+    history: Float[Array, "m d"],
+    forcing: PyTree = None,
+    guidance: AbstractGuidance | None = None,
+    observation: ObservationModel | None = None,
+    y: Float[Array, " p"] | None = None,
+) -> Float[Array, " d"]:
+    """One draw of ``x[k+1]`` from ``p(x | h)`` or, with `guidance`, from ``p(x | h, y)``.
+
+    **Arguments:**
+
+    - `emulator`, `sampler`: the transition model and how to sample it.
+    - `key`: a PRNG key.
+    - `history`: ``h[k]``, shape ``(m, d)``, oldest first.
+    - `forcing`: the forcings the emulator's context needs (or None).
+    - `guidance`, `observation`, `y`: give all three for a guided (posterior) draw.
+    """
+    context = emulator.context(history, forcing)
+
+    def denoise(z, sigma):
+        return emulator.denoiser(z, sigma, context)
+
+    if guidance is not None:
+        if observation is None or y is None:
+            raise ValueError("A guided transition needs both `observation` and `y`.")
+
+        def observe(z):
+            return observation.operator(emulator.to_state(z, history))
+
+        denoise = posterior_denoiser(guidance, denoise, y, observe, observation.noise)
+    z = sampler.sample(key, denoise, emulator.noise)
+    return emulator.to_state(z, history)
