@@ -1,0 +1,224 @@
+"""Evaluate the trained Lorenz-96 emulator against the true stochastic model.
+
+    python -m assimilax_adapters.lorenz96.evaluate [--weights PATH]
+
+1. One-step forecasts: from ``--starts`` held-out start states ``x0`` (on the attractor of
+   the stochastic model), ``--samples`` emulator samples of ``x[k+1]`` each, compared with
+   the true transition ``N(M(x0), q^2 I)``: the error of the sample mean against ``M(x0)``
+   (with the Monte Carlo part removed), the error of the denoiser's mean at ``sigma = 80``,
+   the sample standard deviation against ``q``, and, against one true draw
+   ``y = M(x0) + q eps`` per start, skill (RMSE of the ensemble mean), spread and CRPS.  The
+   same scores for an ensemble drawn from the exact transition (the oracle) are the ceiling.
+2. Free-running climatology: ``--chains`` emulator chains of ``--run`` steps against a long
+   trajectory of the true stochastic model: mean, variance and lag-1..5 autocorrelation.
+
+Sampling uses a small private Heun probability-flow-ODE sampler (below).
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+import assimilax
+
+from .dynamics import Lorenz96, simulate
+from .emulator import Lorenz96Emulator, load_emulator
+
+__all__ = ["climatology", "crps", "main", "one_step_scores", "sample_next"]
+
+
+# TODO: switch to the core sampler (`assimilax.Sampler`, src/assimilax/sampling.py) once it
+# exists; this private one only serves the evaluation and the tests of the adapter.
+def sample_next(
+    emulator: Lorenz96Emulator,
+    key: PRNGKeyArray,
+    x0: Float[Array, " d"],
+    *,
+    levels: int = 32,
+    sigma_min: float = 2e-3,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+) -> Float[Array, " d"]:
+    """One sample of ``x[k+1] ~ p(x | x[k] = x0)`` by Heun's method on the probability-flow ODE.
+
+    ``dz/dsigma = (z - D(z, sigma; c)) / sigma`` over the Karras levels
+    ``sigma_0 = sigma_max > ... > sigma_{n-1} = sigma_min`` (Heun steps between them),
+    starting from ``z = sigma_max eps``, and a final denoising step ``z = D(z, sigma_min; c)``;
+    then ``x[k+1] = to_state(z, x0)``.
+    """
+    history = x0[None]
+    context = emulator.context(history, None)
+    sigmas = assimilax.EDMSchedule(sigma_min, sigma_max, rho).levels(levels)
+    denoise = lambda z, s: emulator.denoiser(z, s, context)  # noqa: E731
+
+    def heun(z, s):
+        s_cur, s_next = s
+        d_cur = (z - denoise(z, s_cur)) / s_cur
+        z_euler = z + (s_next - s_cur) * d_cur
+        d_next = (z_euler - denoise(z_euler, s_next)) / s_next
+        return z + (s_next - s_cur) * 0.5 * (d_cur + d_next), None
+
+    z = sigma_max * emulator.noise(key)
+    z, _ = jax.lax.scan(heun, z, (sigmas[:-1], sigmas[1:]))
+    z = denoise(z, sigmas[-1])
+    return emulator.to_state(z, history)
+
+
+def crps(ensemble: Float[Array, "n d"], y: Float[Array, " d"]) -> Float[Array, " d"]:
+    """Ensemble CRPS per component: ``E|X - y| - 1/2 E|X - X'|`` (the "fair" form uses n-1)."""
+    n = ensemble.shape[0]
+    skill = jnp.mean(jnp.abs(ensemble - y), axis=0)
+    pair = jnp.sum(jnp.abs(ensemble[:, None] - ensemble[None]), axis=(0, 1)) / (n * (n - 1))
+    return skill - 0.5 * pair
+
+
+def _scores(ens: Float[Array, "s n d"], mean_true: Float[Array, "s d"], y: Float[Array, "s d"]) -> dict:
+    n = ens.shape[1]
+    ens_mean = ens.mean(axis=1)
+    var = ens.var(axis=1, ddof=1)
+    mean_mse = float(jnp.mean((ens_mean - mean_true) ** 2))
+    mc_var = float(jnp.mean(var)) / n  # expected squared Monte Carlo error of the sample mean
+    skill = float(jnp.sqrt(jnp.mean((ens_mean - y) ** 2)))
+    spread = float(jnp.sqrt(jnp.mean(var)))
+    return {
+        "mean_rmse": float(np.sqrt(mean_mse)),
+        "mean_bias": float(np.sqrt(max(mean_mse - mc_var, 0.0))),
+        "skill": skill,
+        "spread": spread,
+        # A calibrated n-member ensemble has E[skill^2] = (1 + 1/n) spread^2.
+        "spread_skill": spread / skill * float(np.sqrt((n + 1) / n)),
+        "crps": float(jnp.mean(jax.vmap(crps)(ens, y))),
+    }
+
+
+def one_step_scores(
+    emulator: Lorenz96Emulator,
+    key: PRNGKeyArray,
+    *,
+    q: float = 0.3,
+    starts: int = 200,
+    samples: int = 64,
+    levels: int = 32,
+    chunk: int = 1024,
+) -> dict:
+    """One-step forecast scores of the emulator and of the exact transition (see module doc)."""
+    model = Lorenz96(dim=emulator.state_size)
+    k_traj, k_y, k_em, k_or = jax.random.split(key, 4)
+    x0 = simulate(k_traj, starts * 10, model=model, q=q)[::10]
+    mean_true = model(x0)
+    y = mean_true + q * jax.random.normal(k_y, x0.shape)
+
+    sampler = jax.jit(jax.vmap(lambda k, x: sample_next(emulator, k, x, levels=levels)))
+    flat_x0 = jnp.repeat(x0, samples, axis=0)
+    keys = jax.random.split(k_em, flat_x0.shape[0])
+    out = [sampler(keys[i:i + chunk], flat_x0[i:i + chunk]) for i in range(0, flat_x0.shape[0], chunk)]
+    ens = jnp.concatenate(out).reshape(starts, samples, -1)
+    oracle = mean_true[:, None] + q * jax.random.normal(k_or, ens.shape)
+
+    sigma = 80.0
+    denoised_mean = jax.jit(jax.vmap(
+        lambda k, x: emulator.to_state(
+            emulator.denoiser(sigma * emulator.noise(k), sigma, emulator.context(x[None])), x[None])
+    ))(jax.random.split(key, starts), x0)
+    return {
+        "emulator": _scores(ens, mean_true, y),
+        "oracle": _scores(oracle, mean_true, y),
+        "denoiser_mean_rmse_sigma80": float(jnp.sqrt(jnp.mean((denoised_mean - mean_true) ** 2))),
+        "std_per_component_range": [float(ens.std(axis=1, ddof=1).mean(axis=0).min()),
+                                    float(ens.std(axis=1, ddof=1).mean(axis=0).max())],
+    }
+
+
+def _autocorrelation(xs: Float[Array, "c t d"], max_lag: int) -> list[float]:
+    xs = xs - xs.mean(axis=(0, 1))
+    var = jnp.mean(xs**2)
+    return [float(jnp.mean(xs[:, lag:] * xs[:, :-lag]) / var) for lag in range(1, max_lag + 1)]
+
+
+def _stats(xs: Float[Array, "c t d"], max_lag: int = 5) -> dict:
+    return {"mean": float(xs.mean()), "variance": float(xs.var()), "acf": _autocorrelation(xs, max_lag)}
+
+
+def climatology(
+    emulator: Lorenz96Emulator,
+    key: PRNGKeyArray,
+    *,
+    q: float = 0.3,
+    chains: int = 32,
+    run: int = 300,
+    burn: int = 20,
+    levels: int = 32,
+) -> dict:
+    """Free-running statistics of the emulator and of the true stochastic model."""
+    model = Lorenz96(dim=emulator.state_size)
+    k_start, k_run, k_true = jax.random.split(key, 3)
+    x_start = jax.vmap(lambda k: simulate(k, 1, model=model, q=q))(jax.random.split(k_start, chains))[:, 0]
+    step = jax.jit(jax.vmap(lambda k, x: sample_next(emulator, k, x, levels=levels)))
+
+    xs, x = [], x_start
+    for t in range(run):
+        x = step(jax.random.split(jax.random.fold_in(k_run, t), chains), x)
+        xs.append(x)
+    em = jnp.stack(xs, axis=1)[:, burn:]
+    finite = bool(jnp.all(jnp.isfinite(em)))
+    true = jax.vmap(lambda k: simulate(k, 20000, model=model, q=q))(jax.random.split(k_true, 8))
+    return {"emulator": _stats(em), "truth": _stats(true), "finite": finite,
+            "emulator_samples": int(em.shape[0] * em.shape[1]), "truth_samples": int(true.shape[0] * true.shape[1])}
+
+
+def _table(one: dict, clim: dict | None) -> str:
+    rows = ["One-step forecast (state units)", f"{'':34s}{'emulator':>10s}{'oracle':>10s}"]
+    names = [("mean_rmse", "RMSE sample mean vs M(x0)"),
+             ("mean_bias", "  of which bias (MC removed)"),
+             ("spread", "spread: sqrt mean var (q = 0.3)"),
+             ("skill", "skill: RMSE(mean, truth draw)"),
+             ("spread_skill", "spread/skill (n-corrected)"),
+             ("crps", "CRPS")]
+    for k, name in names:
+        rows.append(f"{name:34s}{one['emulator'][k]:10.4f}{one['oracle'][k]:10.4f}")
+    rows.append(f"{'RMSE denoiser mean (sigma=80)':34s}{one['denoiser_mean_rmse_sigma80']:10.4f}{0.0:10.4f}")
+    lo, hi = one["std_per_component_range"]
+    rows.append(f"{'per-component std range':34s}{lo:6.3f}-{hi:.3f}")
+    if clim is not None:
+        rows += ["", "Free-running climatology", f"{'':34s}{'emulator':>10s}{'truth':>10s}"]
+        e, t = clim["emulator"], clim["truth"]
+        rows.append(f"{'mean':34s}{e['mean']:10.4f}{t['mean']:10.4f}")
+        rows.append(f"{'variance':34s}{e['variance']:10.4f}{t['variance']:10.4f}")
+        for lag, (a, b) in enumerate(zip(e["acf"], t["acf"]), start=1):
+            rows.append(f"{f'autocorrelation lag {lag}':34s}{a:10.4f}{b:10.4f}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Evaluate the Lorenz-96 emulator.")
+    p.add_argument("--weights", default=None, help="path to a .eqx file (default: shipped weights)")
+    p.add_argument("--q", type=float, default=0.3)
+    p.add_argument("--starts", type=int, default=200)
+    p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--levels", type=int, default=32)
+    p.add_argument("--chains", type=int, default=32)
+    p.add_argument("--run", type=int, default=300)
+    p.add_argument("--no-climatology", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    emulator = load_emulator(args.weights)
+    key = jax.random.key(args.seed)
+    t = time.time()
+    one = one_step_scores(emulator, key, q=args.q, starts=args.starts, samples=args.samples, levels=args.levels)
+    print(f"one-step: {time.time() - t:.1f}s", flush=True)
+    clim = None
+    if not args.no_climatology:
+        t = time.time()
+        clim = climatology(emulator, jax.random.fold_in(key, 1), q=args.q, chains=args.chains,
+                           run=args.run, levels=args.levels)
+        print(f"climatology: {time.time() - t:.1f}s ({clim['emulator_samples']} emulator states, "
+              f"{clim['truth_samples']} true states, finite={clim['finite']})", flush=True)
+    print(_table(one, clim))
+
+
+if __name__ == "__main__":
+    main()
