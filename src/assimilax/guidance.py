@@ -133,7 +133,8 @@ class MMPS(AbstractGuidance):
         mask = lin.mask
 
         def covariance(v: Array) -> Array:
-            v = jnp.where(mask, v, 0.0)
+            # R_m v + sigma^2 M A J^T A^T M v: the identity on missing rows keeps the
+            # system non-singular, and their right-hand side is zero.
             a_j_at_v = lin.jvp_observe(lin.pullback(v))
             return noise.matvec(v, mask) + sigma**2 * jnp.where(mask, a_j_at_v, 0.0)
 

@@ -16,8 +16,8 @@ class FilterOutput(eqx.Module):
     - `diagnostics`: a [`Diagnostics`][] whose fields have a leading time axis ``T``.
     """
 
-    particles: Float[Array, "T n d"]
-    log_weights: Float[Array, "T n"]
+    particles: Float[Array, "*T n d"]
+    log_weights: Float[Array, "*T n"]
     diagnostics: Diagnostics
 
 

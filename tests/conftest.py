@@ -1,0 +1,14 @@
+"""Test configuration: runtime shape/type checking of the whole package.
+
+Every public function of `assimilax` and its adapters carries jaxtyping annotations; the
+import hook below (installed for the whole session, before the package is imported)
+checks them with beartype on every call the tests make.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+
+from jaxtyping import install_import_hook  # noqa: E402
+
+install_import_hook(["assimilax", "assimilax_adapters"], "beartype.beartype")
