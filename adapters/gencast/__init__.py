@@ -1,0 +1,29 @@
+"""GenCast (Price et al., Nature 2024) in JAX/Equinox, reading the official checkpoints.
+
+In place so far (see ``README.md`` in this folder for the plan):
+
+- [`mesh`][assimilax_adapters.gencast.mesh]: icosahedral meshes, the multi-mesh, GenCast's
+  banded finest mesh ([`gencast_mesh`][]).
+- [`grid_mesh`][assimilax_adapters.gencast.grid_mesh]: grid <-> mesh connectivity and the
+  structural node/edge features.
+- [`config`][assimilax_adapters.gencast.config]: the configuration records of a checkpoint.
+- [`checkpoint`][assimilax_adapters.gencast.checkpoint]: [`load_checkpoint`][] /
+  [`save_checkpoint`][] for the official ``.npz`` format.
+"""
+
+from . import checkpoint as checkpoint, config as config, grid_mesh as grid_mesh, mesh as mesh
+from .checkpoint import (
+    CheckpointFormatError as CheckpointFormatError,
+    load_checkpoint as load_checkpoint,
+    save_checkpoint as save_checkpoint,
+)
+from .config import (
+    CheckPoint as CheckPoint,
+    DenoiserArchitectureConfig as DenoiserArchitectureConfig,
+    NoiseConfig as NoiseConfig,
+    NoiseEncoderConfig as NoiseEncoderConfig,
+    SamplerConfig as SamplerConfig,
+    SparseTransformerConfig as SparseTransformerConfig,
+    TaskConfig as TaskConfig,
+)
+from .mesh import TriangularMesh as TriangularMesh, gencast_mesh as gencast_mesh
