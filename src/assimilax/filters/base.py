@@ -11,7 +11,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from equinox import AbstractVar
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree
 
 from ..emulators import AbstractEmulator
 from ..observations import ObservationModel
@@ -36,11 +36,13 @@ class Diagnostics(eqx.Module):
     - `ess`: effective sample size of the weights used to resample (before resampling).
     - `alpha`: the tempering exponent of those weights (1 = no inflation).
     - `log_likelihood`: the filter's estimate of ``log p(y[k] | y[:k])``.
+
+    Scalars within a cycle; arrays with a leading time axis in a [`FilterOutput`][].
     """
 
-    ess: Scalar
-    alpha: Scalar
-    log_likelihood: Scalar
+    ess: Float[Array, "*T"]
+    alpha: Float[Array, "*T"]
+    log_likelihood: Float[Array, "*T"]
 
 
 class AbstractFilter(eqx.Module):

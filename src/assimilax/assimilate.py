@@ -1,0 +1,127 @@
+"""Long runs: one jitted step per cycle, a progress bar, checkpoints and resume.
+
+[`assimilax.filter_scan`][] compiles a whole run into one scan; `assimilate` instead calls
+one compiled ``step`` per observation time from Python, so that it can show progress,
+save a checkpoint every few cycles and resume from one.  Both use the per-cycle key
+``fold_in(key, cycle)``, so a resumed run reproduces the uninterrupted one exactly and
+agrees with `filter_scan` to floating-point rounding.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import ArrayLike, Float, PRNGKeyArray, PyTree
+from tqdm.auto import tqdm
+
+from .filters.base import AbstractFilter, Diagnostics, FilterState, check_observations
+from .filters.run import FilterOutput, cycle_key
+from .resampling import normalise
+
+_FIELDS = ("particles", "log_weights", "ess", "alpha", "log_likelihood")
+
+
+def _fingerprint(state: FilterState, observations: np.ndarray, key: PRNGKeyArray) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(observations).tobytes())
+    h.update(str(state.particles.shape).encode())
+    h.update(np.asarray(jax.random.key_data(key)).tobytes())
+    return h.hexdigest()
+
+
+def _save(path: Path, fingerprint: str, state: FilterState, done: int, history: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(
+            f,
+            fingerprint=np.asarray(fingerprint),
+            done=np.asarray(done),
+            state_particles=np.asarray(state.particles),
+            state_log_weights=np.asarray(state.log_weights),
+            state_cycle=np.asarray(state.cycle),
+            **{k: np.stack(v) for k, v in history.items() if v},
+        )
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+
+
+def _load(path: Path, fingerprint: str):
+    with np.load(path) as data:
+        if str(data["fingerprint"]) != fingerprint:
+            raise ValueError(
+                f"checkpoint {path} belongs to a different run (other observations, ensemble "
+                "size or key); delete it or choose another checkpoint path."
+            )
+        done = int(data["done"])
+        state = FilterState(
+            jnp.asarray(data["state_particles"]),
+            jnp.asarray(data["state_log_weights"]),
+            jnp.asarray(data["state_cycle"]),
+        )
+        history = {k: list(data[k]) if k in data else [] for k in _FIELDS}
+    return state, done, history
+
+
+def assimilate(
+    filt: AbstractFilter,
+    state: FilterState,
+    observations: Float[ArrayLike, "T p"],
+    key: PRNGKeyArray,
+    forcings: PyTree = None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 10,
+    progress: bool = True,
+    description: str | None = None,
+) -> tuple[FilterState, FilterOutput]:
+    """Run `filt` over ``observations[t]``, ``t = 0..T-1``, one compiled step per cycle.
+
+    **Arguments:**
+
+    - `filt`, `state`, `observations`, `key`, `forcings`: as for [`assimilax.filter_scan`][].
+    - `checkpoint`: a file path; the run is saved there every `checkpoint_every` cycles
+      and at the end, and resumed from it if it exists (the checkpoint records a
+      fingerprint of the observations, ensemble shape and key, and refuses another run's).
+    - `progress`: show a progress bar with the ESS and the tempering alpha.
+    - `description`: the progress bar's label.
+
+    **Returns:** the final state and a [`assimilax.FilterOutput`][] on the host.
+    """
+    check_observations(getattr(filt, "observation", None), observations, filt.emulator.state_size)
+    obs = np.asarray(observations, dtype=np.asarray(state.particles).dtype)
+    fingerprint = _fingerprint(state, obs, key)
+    path = None if checkpoint is None else Path(checkpoint)
+    history = {k: [] for k in _FIELDS}
+    done = 0
+    if path is not None and path.exists():
+        state, done, history = _load(path, fingerprint)
+
+    @eqx.filter_jit
+    def step(state, y, forcing):
+        state, diag = filt.step(state, y, cycle_key(key, state.cycle), forcing)
+        return state, state.particles[:, -1], normalise(state.log_weights), diag
+
+    n_times = obs.shape[0]
+    bar = tqdm(total=n_times, initial=done, disable=not progress, desc=description, unit="cycle")
+    for t in range(done, n_times):
+        forcing = None if forcings is None else jax.tree.map(lambda a: a[t], forcings)
+        state, particles, log_weights, diag = step(state, jnp.asarray(obs[t]), forcing)
+        for name, value in zip(
+            _FIELDS, (particles, log_weights, diag.ess, diag.alpha, diag.log_likelihood)
+        ):
+            history[name].append(np.asarray(value))
+        bar.update(1)
+        bar.set_postfix(ess=f"{float(diag.ess):.0f}", alpha=f"{float(diag.alpha):.3g}")
+        if path is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == n_times):
+            _save(path, fingerprint, state, t + 1, history)
+    bar.close()
+    stacked = {k: jnp.asarray(np.stack(v)) for k, v in history.items()}
+    output = FilterOutput(
+        stacked["particles"],
+        stacked["log_weights"],
+        Diagnostics(stacked["ess"], stacked["alpha"], stacked["log_likelihood"]),
+    )
+    return state, output
