@@ -27,6 +27,15 @@ from .filters import (
     FilterState as FilterState,
     filter_scan as filter_scan,
 )
+from .interop import (
+    FlaxLinenDenoiser as FlaxLinenDenoiser,
+    FlaxLinenNetwork as FlaxLinenNetwork,
+    FlaxNNXDenoiser as FlaxNNXDenoiser,
+    FlaxNNXNetwork as FlaxNNXNetwork,
+    FunctionDenoiser as FunctionDenoiser,
+    as_denoiser as as_denoiser,
+    as_network as as_network,
+)
 from .guidance import (
     AbstractGuidance as AbstractGuidance,
     DPS as DPS,
@@ -34,6 +43,8 @@ from .guidance import (
     PseudoInverse as PseudoInverse,
     posterior_denoiser as posterior_denoiser,
 )
+from .layout import StateLayout as StateLayout
+from . import metrics as metrics
 from .observations import (
     AbstractObservationNoise as AbstractObservationNoise,
     AbstractObservationOperator as AbstractObservationOperator,
@@ -47,6 +58,7 @@ from .observations import (
     Selection as Selection,
     Stack as Stack,
 )
+from .results import describe as describe, scores as scores, to_dataset as to_dataset
 from .resampling import (
     AbstractResampler as AbstractResampler,
     Multinomial as Multinomial,
