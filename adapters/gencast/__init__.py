@@ -9,9 +9,25 @@ In place so far (see ``README.md`` in this folder for the plan):
 - [`config`][assimilax_adapters.gencast.config]: the configuration records of a checkpoint.
 - [`checkpoint`][assimilax_adapters.gencast.checkpoint]: [`load_checkpoint`][] /
   [`save_checkpoint`][] for the official ``.npz`` format.
+- [`params`][assimilax_adapters.gencast.params]: the checkpoint's parameter names and shapes.
+- [`graph_net`][assimilax_adapters.gencast.graph_net]: the grid2mesh / mesh2grid networks.
+- [`transformer`][assimilax_adapters.gencast.transformer]: the k-hop masked mesh transformer.
+- [`denoiser`][assimilax_adapters.gencast.denoiser]: [`GenCastDenoiser`][], an
+  `assimilax.AbstractDenoiser` loaded from a checkpoint.
+- [`testing`][assimilax_adapters.gencast.testing]: a tiny configuration for tests.
 """
 
-from . import checkpoint as checkpoint, config as config, grid_mesh as grid_mesh, mesh as mesh
+from . import (
+    checkpoint as checkpoint,
+    config as config,
+    denoiser as denoiser,
+    graph_net as graph_net,
+    grid_mesh as grid_mesh,
+    mesh as mesh,
+    params as params,
+    testing as testing,
+    transformer as transformer,
+)
 from .checkpoint import (
     CheckpointFormatError as CheckpointFormatError,
     load_checkpoint as load_checkpoint,
@@ -27,3 +43,9 @@ from .config import (
     TaskConfig as TaskConfig,
 )
 from .mesh import TriangularMesh as TriangularMesh, gencast_mesh as gencast_mesh
+from .denoiser import (
+    GenCastContext as GenCastContext,
+    GenCastDenoiser as GenCastDenoiser,
+    stack_dataset as stack_dataset,
+)
+from .params import expected_param_shapes as expected_param_shapes
