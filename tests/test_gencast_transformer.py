@@ -60,3 +60,38 @@ def test_attention_respects_mask(setup):
     a, b = block.attention(x, mask), block.attention(y, mask)
     np.testing.assert_allclose(a[0], b[0], rtol=0, atol=0)
     assert not np.allclose(a[far], b[far])
+
+
+def test_banded_attention_equals_dense(setup):
+    den, g = setup
+    read_params = P.random_params(
+        P.checkpoint_param_shapes(T.tiny_task(), T.tiny_arch(), T.tiny_noise_encoder()), seed=0
+    )
+    from assimilax_adapters.gencast.graph_net import ParamReader
+
+    mesh = gencast_mesh(2)  # 162 nodes: several blocks for k = 2
+    cond = jnp.asarray(g["cond"][1])
+    x = jax.random.normal(jax.random.key(0), (162, 16))
+    outs = {}
+    for attention in ("dense", "banded"):
+        tr = TR.MeshTransformer.load(
+            ParamReader(read_params), mesh=mesh, attention_k_hop=2, num_layers=2, num_heads=2,
+            attention=attention,
+        )
+        outs[attention] = np.asarray(tr(x, cond))
+    assert tr.mask.ndim == 3 and tr.mask.shape[0] > 2
+    np.testing.assert_allclose(outs["banded"], outs["dense"], rtol=1e-5, atol=1e-5)
+
+
+def test_tri_block_masks_cover_mask():
+    mesh = gencast_mesh(3)
+    s, r = faces_to_edges(mesh.faces)
+    sp = TR.k_hop_mask(s, r, mesh.vertices.shape[0], 3)
+    block = TR.band_block_size(sp)
+    blocks = TR.tri_block_masks(sp, block)
+    n = mesh.vertices.shape[0]
+    assert blocks.sum() == sp.nnz
+    dense = np.zeros((blocks.shape[0] * block, (blocks.shape[0] + 2) * block), bool)
+    for i in range(blocks.shape[0]):  # place block row i at key columns (i-1..i+1), shifted by one block
+        dense[i * block:(i + 1) * block, i * block:(i + 3) * block] = blocks[i]
+    np.testing.assert_array_equal(dense[:n, block:block + n], sp.toarray())

@@ -144,8 +144,13 @@ class GenCastDenoiser(AbstractDenoiser):
         lon: ArrayLike,
         *,
         mesh2grid_backend: str = "numpy",
+        attention: str = "auto",
     ) -> "GenCastDenoiser":
-        """Load an official checkpoint (a path, a file object or a loaded `CheckPoint`)."""
+        """Load an official checkpoint (a path, a file object or a loaded `CheckPoint`).
+
+        `mesh2grid_backend`: see [`grid_mesh.containing_faces`][]; `attention`: ``"dense"``,
+        ``"banded"`` or ``"auto"`` (see [`transformer`][assimilax_adapters.gencast.transformer]).
+        """
         if not isinstance(checkpoint, CheckPoint):
             checkpoint = load_checkpoint(checkpoint)
         return cls.from_params(
@@ -156,6 +161,7 @@ class GenCastDenoiser(AbstractDenoiser):
             lat,
             lon,
             mesh2grid_backend=mesh2grid_backend,
+            attention=attention,
         )
 
     @classmethod
@@ -169,6 +175,7 @@ class GenCastDenoiser(AbstractDenoiser):
         lon: ArrayLike,
         *,
         mesh2grid_backend: str = "numpy",
+        attention: str = "auto",
     ) -> "GenCastDenoiser":
         """Map every parameter by name; raise `CheckpointFormatError` naming any mismatch."""
         n_out = num_outputs(task)
@@ -199,7 +206,7 @@ class GenCastDenoiser(AbstractDenoiser):
             ),
             processor=MeshTransformer.load(
                 read, mesh=mesh, attention_k_hop=st.attention_k_hop, num_layers=st.num_layers,
-                num_heads=st.num_heads, name=P.transformer_name(arch),
+                num_heads=st.num_heads, name=P.transformer_name(arch), attention=attention,
             ),
             mesh2grid=Mesh2Grid.load(
                 read, P.MESH2GRID, lat=lat, lon=lon, mesh=mesh, hidden_layers=arch.hidden_layers,

@@ -14,10 +14,14 @@ channels, logits ``q k^T / sqrt(d_head)`` set to ``-1e30`` outside the mask, sof
 float32), the heads concatenated and mapped by ``mha_final`` (with bias).  The MLP uses
 the tanh-approximated GELU (``jax.nn.gelu``'s default), as the reference does.
 
-The reference runs TPU splash attention; here the same function is computed with dense
-masked attention, which runs on CPU and GPU.  Its memory is ``num_heads x n^2`` logits,
-fine for meshes 4 and 5 (2,562 and 10,242 nodes) but not for mesh 6 (40,962 nodes), which
-needs the banded (block tri-diagonal) form the reference's ``triblockdiag_mha`` uses.
+The reference runs TPU splash attention; here the same function is computed in one of two
+exact forms that run on CPU and GPU:
+
+- ``"dense"``: masked attention over all ``n x n`` pairs (``num_heads x n^2`` logits): simple
+  and fast for meshes up to refinement 5 (10,242 nodes).
+- ``"banded"``: the mesh is numbered by reverse Cuthill-McKee, so the mask is banded; with
+  blocks of ``B`` = bandwidth nodes, block ``i`` of queries only meets key blocks ``i - 1, i,
+  i + 1`` (the reference's ``triblockdiag_mha``).  ``num_heads x n x 3B`` logits.
 """
 
 import equinox as eqx
@@ -56,6 +60,28 @@ def mesh_attention_mask(mesh: TriangularMesh, k: int) -> Bool[np.ndarray, "n n"]
     senders, receivers = faces_to_edges(mesh.faces)
     n = mesh.vertices.shape[0]
     return k_hop_mask(senders, receivers, n, k).toarray()
+
+
+def band_block_size(mask: sparse.spmatrix) -> int:
+    """``1 + max |i - j|`` over the mask's non-zeros: blocks this wide keep it tri-block-diagonal."""
+    coo = sparse.coo_matrix(mask)
+    return int(np.abs(coo.row - coo.col).max()) + 1
+
+
+def tri_block_masks(mask: sparse.spmatrix, block: int) -> Bool[np.ndarray, "nb b three_b"]:
+    """Mask rows of each query block against key blocks ``[i - 1, i, i + 1]``, ``[nb, B, 3B]``.
+
+    Nodes are padded to ``nb * B``; padded rows and columns are False.
+    """
+    coo = sparse.coo_matrix(mask)
+    n = mask.shape[0]
+    nb = -(-n // block)
+    out = np.zeros((nb, block, 3 * block), bool)
+    qb, kb = coo.row // block, coo.col // block
+    if np.any(np.abs(qb - kb) > 1):
+        raise ValueError("The mask is not tri-block-diagonal for this block size.")
+    out[qb, coo.row % block, (kb - qb + 1) * block + coo.col % block] = True
+    return out
 
 
 class Block(eqx.Module):
@@ -98,20 +124,48 @@ class Block(eqx.Module):
         out = jnp.einsum("htT,Thd->thd", weights, v).reshape(n, d)
         return self.mha_final(out)
 
-    def __call__(
-        self, x: Float[Array, "n d"], cond: Float[Array, " c"], mask: Bool[Array, "n n"]
+    def banded_attention(
+        self, x: Float[Array, "n d"], masks: Bool[Array, "nb b three_b"]
     ) -> Float[Array, "n d"]:
-        x = x + self.attention(self.attn_norm(layer_norm(x), cond), mask)
+        n, d = x.shape
+        nb, block, _ = masks.shape
+        head = d // self.num_heads
+        x = jnp.pad(x, ((0, nb * block - n), (0, 0)))
+        split = lambda w: jnp.dot(x, w).reshape(nb, block, self.num_heads, head)  # noqa: E731
+        q, k, v = split(self.w_q), split(self.w_k), split(self.w_v)
+
+        def neighbours(a):  # [nb, B, ...] -> key blocks i-1, i, i+1: [nb, 3B, ...]
+            padded = jnp.pad(a, ((1, 1),) + ((0, 0),) * (a.ndim - 1))
+            return jnp.concatenate([padded[:-2], padded[1:-1], padded[2:]], axis=1)
+
+        logits = jnp.einsum("nqhd,nkhd->nhqk", q, neighbours(k)) * head**-0.5
+        logits = jnp.where(masks[:, None], logits, MASK_VALUE)
+        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x.dtype)
+        out = jnp.einsum("nhqk,nkhd->nqhd", weights, neighbours(v)).reshape(nb * block, d)
+        return self.mha_final(out[:n])
+
+    def __call__(
+        self, x: Float[Array, "n d"], cond: Float[Array, " c"], mask: Bool[Array, "..."]
+    ) -> Float[Array, "n d"]:
+        normed = self.attn_norm(layer_norm(x), cond)
+        if mask.ndim == 3:
+            x = x + self.banded_attention(normed, mask)
+        else:
+            x = x + self.attention(normed, mask)
         hidden = jax.nn.gelu(self.ffw_up(self.ffw_norm(layer_norm(x), cond)))
         return x + self.ffw_down(hidden)
 
 
 class MeshTransformer(eqx.Module):
-    """The stack of [`Block`][]s and the final conditioned norm, on one sample ``[n, d]``."""
+    """The stack of [`Block`][]s and the final conditioned norm, on one sample ``[n, d]``.
+
+    `mask` is the dense ``[n, n]`` mask (``attention="dense"``) or the ``[nb, B, 3B]`` block
+    masks of [`tri_block_masks`][] (``attention="banded"``).
+    """
 
     blocks: tuple[Block, ...]
     final_norm: LinearNormConditioning
-    mask: Bool[Array, "n n"]
+    mask: Bool[Array, "..."]
 
     @classmethod
     def load(
@@ -123,14 +177,27 @@ class MeshTransformer(eqx.Module):
         num_layers: int,
         num_heads: int,
         name: str = "transformer",
+        attention: str = "auto",
     ) -> "MeshTransformer":
+        """`attention`: ``"dense"``, ``"banded"`` or ``"auto"`` (dense up to 10,242 nodes)."""
         scope = f"mesh_transformer/~/{name}"
+        n = mesh.vertices.shape[0]
+        if attention == "auto":
+            attention = "dense" if n <= 10242 else "banded"
+        senders, receivers = faces_to_edges(mesh.faces)
+        sparse_mask = k_hop_mask(senders, receivers, n, attention_k_hop)
+        if attention == "dense":
+            mask = sparse_mask.toarray()
+        elif attention == "banded":
+            mask = tri_block_masks(sparse_mask, band_block_size(sparse_mask))
+        else:
+            raise ValueError(f"attention must be 'dense', 'banded' or 'auto', got {attention!r}.")
         return cls(
             blocks=tuple(Block.load(read, scope, i, num_heads) for i in range(num_layers)),
             final_norm=LinearNormConditioning.load(
                 read, f"{scope}/{name}_final_norm_conditioning/linear"
             ),
-            mask=jnp.asarray(mesh_attention_mask(mesh, attention_k_hop)),
+            mask=jnp.asarray(mask),
         )
 
     def __call__(self, x: Float[Array, "n d"], cond: Float[Array, " c"]) -> Float[Array, "n d"]:
