@@ -46,7 +46,8 @@ class AdamsBashforth3(diffrax.AbstractSolver):
     """Third-order explicit Adams-Bashforth on a non-uniform grid.
 
     ``x_{n+1} = x_n + int_{t_n}^{t_{n+1}} P(t) dt`` where ``P`` interpolates the vector field
-    at ``t_n, t_{n-1}, t_{n-2}``; order 1 on the first step and 2 on the second.
+    at ``t_n, t_{n-1}, t_{n-2}``; order 1 on the first step and 2 on the second, and again
+    after every step taken with ``made_jump`` (the history is discarded).
     One vector-field evaluation per step.
     """
 
@@ -62,8 +63,10 @@ class AdamsBashforth3(diffrax.AbstractSolver):
         return (zero, zero, t0, t0, jnp.asarray(0))
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        del made_jump
         f1, f2, t_1, t_2, count = solver_state
+        # After a jump (e.g. EDM churn noise between steps) the stored derivatives belong
+        # to another trajectory: restart from order 1 rather than extrapolate them.
+        count = jnp.where(made_jump, 0, count)
         f0 = terms.vf(t0, y0, args)
         h = t1 - t0
         tau1, tau2 = t_1 - t0, t_2 - t0
