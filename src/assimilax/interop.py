@@ -212,7 +212,9 @@ class FlaxLinenNetwork(eqx.Module):
     def __call__(
         self, x_in: Float[Array, " d"], c_noise: Float[ArrayLike, ""], context: PyTree
     ) -> Float[Array, " d"]:
-        return _linen_apply(self.module, self.params, self.method, self.call, x_in, c_noise, context)
+        return _linen_apply(
+            self.module, self.params, self.method, self.call, x_in, c_noise, context
+        )
 
 
 class FlaxNNXNetwork(eqx.Module):

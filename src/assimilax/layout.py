@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["StateLayout", "VariableLayout"]
+__all__ = ["Coordinate", "StateLayout", "VariableLayout"]
 
 
 def _frozen_array(values: Any) -> np.ndarray:
@@ -220,7 +220,10 @@ class StateLayout:
 
     @classmethod
     def vector(cls, n: int, name: str = "x", dim: str = "variable") -> "StateLayout":
-        """A single variable `name` of `n` components along dimension `dim` (no coordinate)."""
+        """A single variable `name` of `n` components along `dim` (no coordinate), e.g. Lorenz-96.
+
+        Its default sample dimension is ``("time",)``.
+        """
         if n < 1:
             raise ValueError(f"StateLayout.vector needs n >= 1, got {n}.")
         var = VariableLayout(name=name, dims=(dim,), shape=(n,), offset=0, coords=(), attrs={})
