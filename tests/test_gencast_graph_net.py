@@ -11,6 +11,7 @@ noise encoder agree bit for bit, mesh2grid to 1.5e-6 (summation order of the sca
 
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,19 +45,19 @@ def test_graphs_match_reference(setup):
 
 def test_noise_level_encoder(setup):
     den, g = setup
-    np.testing.assert_allclose(jax.vmap(den.noise_encoder)(T.SIGMA), g["cond"], **TOL)
+    np.testing.assert_allclose(eqx.filter_vmap(den.noise_encoder)(T.SIGMA), g["cond"], **TOL)
 
 
 def test_grid2mesh(setup):
     den, g = setup
-    mesh, grid = jax.vmap(den.grid2mesh)(batch_first(g["grid_features"]), jnp.asarray(g["cond"]))
+    mesh, grid = eqx.filter_jit(eqx.filter_vmap(den.grid2mesh))(batch_first(g["grid_features"]), jnp.asarray(g["cond"]))
     np.testing.assert_allclose(np.swapaxes(mesh, 0, 1), g["latent_mesh"], **TOL)
     np.testing.assert_allclose(np.swapaxes(grid, 0, 1), g["latent_grid"], **TOL)
 
 
 def test_mesh2grid(setup):
     den, g = setup
-    out = jax.vmap(den.mesh2grid)(
+    out = eqx.filter_jit(eqx.filter_vmap(den.mesh2grid))(
         batch_first(g["transformer_out"]), batch_first(g["latent_grid"]), jnp.asarray(g["cond"])
     )
     np.testing.assert_allclose(np.swapaxes(out, 0, 1), g["raw_out"], **TOL)
@@ -65,5 +66,5 @@ def test_mesh2grid(setup):
 def test_aggregate_normalization_matters(setup):
     den, g = setup
     other = den.grid2mesh.__class__(**{**vars(den.grid2mesh), "aggregate_normalization": None})
-    mesh, _ = other(batch_first(g["grid_features"])[0], jnp.asarray(g["cond"][0]))
+    mesh, _ = eqx.filter_jit(other)(batch_first(g["grid_features"])[0], jnp.asarray(g["cond"][0]))
     assert not np.allclose(mesh, g["latent_mesh"][:, 0], atol=1e-3)

@@ -7,6 +7,7 @@ the same function).  Tolerance ``atol = rtol = 1e-5`` in float32; observed: bit-
 
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +33,7 @@ def setup():
 def test_transformer_matches_reference(setup):
     den, g = setup
     x = jnp.asarray(np.swapaxes(g["latent_mesh"], 0, 1))
-    out = jax.vmap(den.processor)(x, jnp.asarray(g["cond"]))
+    out = eqx.filter_jit(eqx.filter_vmap(den.processor))(x, jnp.asarray(g["cond"]))
     np.testing.assert_allclose(np.swapaxes(out, 0, 1), g["transformer_out"], **TOL)
 
 
@@ -78,7 +79,7 @@ def test_banded_attention_equals_dense(setup):
             ParamReader(read_params), mesh=mesh, attention_k_hop=2, num_layers=2, num_heads=2,
             attention=attention,
         )
-        outs[attention] = np.asarray(tr(x, cond))
+        outs[attention] = np.asarray(eqx.filter_jit(tr)(x, cond))
     assert tr.mask.ndim == 3 and tr.mask.shape[0] > 2
     np.testing.assert_allclose(outs["banded"], outs["dense"], rtol=1e-5, atol=1e-5)
 
