@@ -25,6 +25,7 @@ from .filters import (
     FAAPF as FAAPF,
     FilterOutput as FilterOutput,
     FilterState as FilterState,
+    StochasticEnKF as StochasticEnKF,
     filter_scan as filter_scan,
 )
 from .interop import (

@@ -76,13 +76,14 @@ class EDMPreconditioned(AbstractDenoiser):
 
 
 class GaussianDenoiser(AbstractDenoiser):
-    """Exact denoiser of a Gaussian ``x ~ N(m, P)`` whose mean is the context.
+    """Exact denoiser of a Gaussian ``x ~ N(m, P)`` whose mean is the context (zero if the
+    context is None).
 
     ``D(x_t, sigma; m) = m + P (P + sigma^2 I)^{-1} (x_t - m)``, computed through the
     eigendecomposition ``P = U diag(lambda) U^T`` made once at construction, so that every
     call costs two matrix-vector products.  Used by the exact emulators
     ([`assimilax.LinearGaussianEmulator`][], [`assimilax.GaussianTransitionEmulator`][]),
-    where the context is the predictive mean ``F x`` or ``f(x)``.
+    on their zero-mean residual targets.
     """
 
     eigenvalues: Float[Array, " d"]
@@ -116,7 +117,7 @@ class GaussianDenoiser(AbstractDenoiser):
     def __call__(
         self, x_t: Float[Array, " d"], sigma: Float[ArrayLike, ""], context: PyTree
     ) -> Float[Array, " d"]:
-        mean = context
+        mean = jnp.zeros_like(x_t) if context is None else context
         u = self.eigenvectors
         gain = self.eigenvalues / (self.eigenvalues + jnp.asarray(sigma) ** 2)
         return mean + u @ (gain * (u.T @ (x_t - mean)))

@@ -6,6 +6,7 @@ from .base import (
     FilterState as FilterState,
 )
 from .bootstrap import BootstrapPF as BootstrapPF
+from .enkf import StochasticEnKF as StochasticEnKF
 from .fa_apf import FAAPF as FAAPF
 from .forecast import EnsembleForecast as EnsembleForecast
 from .run import FilterOutput as FilterOutput, filter_scan as filter_scan

@@ -1,0 +1,83 @@
+"""Figures: skill and spread against time, Hovmoller diagrams.
+
+Matplotlib with the non-interactive Agg backend, so figures render on machines without a
+display.  Each function returns the `Figure` and optionally saves it.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def plot_skill_spread(
+    scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+    times: np.ndarray | None = None,
+    path: str | Path | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Skill (RMSE of the mean, solid) and spread (dashed) against time, one colour per
+    filter, one panel per subset of components.
+
+    `scores[subset][filter]` is a mapping with ``"skill"`` and ``"spread"`` arrays of shape
+    ``(T,)`` (as returned by [`assimilax.scores`][]), e.g. subsets ``"observed"`` and
+    ``"unobserved"``.
+    """
+    subsets = list(scores)
+    fig, axes = plt.subplots(1, len(subsets), figsize=(5.5 * len(subsets), 4), sharey=True, squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, subset in zip(axes[0], subsets):
+        for i, (name, s) in enumerate(scores[subset].items()):
+            t = np.arange(len(s["skill"])) if times is None else times
+            c = colours[i % len(colours)]
+            ax.plot(t, s["skill"], color=c, lw=1.5, label=f"{name} skill")
+            ax.plot(t, s["spread"], color=c, lw=1.2, ls="--", label=f"{name} spread")
+        ax.set_title(f"{subset} components")
+        ax.set_xlabel("cycle")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0, 0].set_ylabel("RMSE of the mean (solid), spread (dashed)")
+    axes[0, -1].legend(fontsize=7, ncol=2, loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_hovmoller(
+    truth: np.ndarray,
+    estimate: np.ndarray,
+    path: str | Path | None = None,
+    title: str | None = None,
+    estimate_name: str = "analysis mean",
+) -> Figure:
+    """Hovmoller diagrams (time against component) of truth, estimate and their error."""
+    truth, estimate = np.asarray(truth), np.asarray(estimate)
+    error = estimate - truth
+    vmax = float(np.nanmax(np.abs(truth)))
+    emax = float(np.nanmax(np.abs(error)))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    panels = [
+        (truth, "truth", "RdBu_r", vmax),
+        (estimate, estimate_name, "RdBu_r", vmax),
+        (error, f"error ({estimate_name} - truth)", "PuOr_r", emax),
+    ]
+    for ax, (data, name, cmap, lim) in zip(axes, panels):
+        im = ax.imshow(data, aspect="auto", origin="lower", cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(name)
+        ax.set_xlabel("component")
+        fig.colorbar(im, ax=ax, shrink=0.85)
+    axes[0].set_ylabel("cycle")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
