@@ -127,9 +127,15 @@ def conjugate_gradient(
     r, p = b, b
     rr = r @ r
     tiny = jnp.finfo(b.dtype).tiny
+    live = jnp.asarray(True)
     for _ in range(iterations):
         mp = matvec(p)
-        step = rr / jnp.maximum(p @ mp, tiny)
+        curvature = p @ mp
+        # A trained denoiser's Jacobian can make the system indefinite at high noise
+        # levels; stop at the first direction of non-positive curvature (Steihaug's rule)
+        # instead of stepping along it.
+        live = live & (curvature > 0)
+        step = jnp.where(live, rr / jnp.where(live, curvature, 1.0), 0.0)
         v = v + step * p
         r = r - step * mp
         rr_new = r @ r
@@ -154,6 +160,11 @@ class MMPS(AbstractGuidance):
       tests.
     - `iterations`: conjugate-gradient steps when `solver` is None (exact once it reaches
       the number of distinct eigenvalues of the system, at most the observation count).
+
+    With a trained denoiser, ``sigma^2 J`` is only loosely constrained by training at high
+    noise levels and the system can be indefinite there; the unrolled CG then stops at the
+    first direction of non-positive curvature, so the guidance stays finite.  A lineax
+    solver gets no such protection.
     """
 
     solver: lx.AbstractLinearSolver | None = None
