@@ -451,13 +451,17 @@ class ObservationModel(eqx.Module):
         return self.operator(x) + self.noise.sample(key)
 
     def check(self, y: ArrayLike, state_size: int, name: str = "observations") -> None:
-        """Validate observations ``y`` of shape ``(..., p)`` before any long computation."""
-        y = np.asarray(y)
+        """Validate observations ``y`` of shape ``(..., p)`` before any long computation.
+
+        Shapes are checked always; values (no inf) only when `y` is concrete, i.e. not a
+        tracer inside a caller's `jit`.
+        """
+        shape = jnp.shape(y)
         self.operator.check_state_size(state_size)
-        if y.ndim == 0 or y.shape[-1] != self.obs_size:
+        if len(shape) == 0 or shape[-1] != self.obs_size:
             raise ValueError(
-                f"{name} have shape {y.shape}, but the observation operator "
+                f"{name} have shape {shape}, but the observation operator "
                 f"{type(self.operator).__name__} returns {self.obs_size} values per time."
             )
-        if np.any(np.isinf(y)):
+        if not _is_tracer(y) and np.any(np.isinf(np.asarray(y))):
             raise ValueError(f"{name} contain inf (use NaN for missing observations).")

@@ -93,9 +93,12 @@ class AbstractFilter(eqx.Module):
 def check_observations(
     observation: ObservationModel | None, observations: ArrayLike, state_size: int
 ) -> None:
-    """Validate a ``(T, p)`` observation sequence against the observation model."""
-    y = np.asarray(observations)
-    if y.ndim != 2:
-        raise ValueError(f"observations must have shape (times, obs_size), got {y.shape}.")
+    """Validate a ``(T, p)`` observation sequence against the observation model.
+
+    Shapes are checked always; values only when concrete (not inside a caller's `jit`).
+    """
+    shape = jnp.shape(observations)
+    if len(shape) != 2:
+        raise ValueError(f"observations must have shape (times, obs_size), got {shape}.")
     if observation is not None:
-        observation.check(y, state_size)
+        observation.check(observations, state_size)
