@@ -9,6 +9,8 @@ agrees with `filter_scan` to floating-point rounding.
 
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
@@ -76,6 +78,7 @@ def assimilate(
     checkpoint_every: int = 10,
     progress: bool = True,
     description: str | None = None,
+    on_cycle: Callable[[int, Diagnostics, float], None] | None = None,
 ) -> tuple[FilterState, FilterOutput]:
     """Run `filt` over ``observations[t]``, ``t = 0..T-1``, one compiled step per cycle.
 
@@ -87,6 +90,8 @@ def assimilate(
       fingerprint of the observations, ensemble shape and key, and refuses another run's).
     - `progress`: show a progress bar with the ESS and the tempering alpha.
     - `description`: the progress bar's label.
+    - `on_cycle`: called after each cycle with ``(cycle, diagnostics, seconds)``, the
+      wall time of that cycle (the first one includes compilation).
 
     **Returns:** the final state and a [`assimilax.FilterOutput`][] on the host.
     """
@@ -107,12 +112,15 @@ def assimilate(
     n_times = obs.shape[0]
     bar = tqdm(total=n_times, initial=done, disable=not progress, desc=description, unit="cycle")
     for t in range(done, n_times):
+        start = time.perf_counter()
         forcing = None if forcings is None else jax.tree.map(lambda a: a[t], forcings)
         state, particles, log_weights, diag = step(state, jnp.asarray(obs[t]), forcing)
         for name, value in zip(
             _FIELDS, (particles, log_weights, diag.ess, diag.alpha, diag.log_likelihood)
         ):
-            history[name].append(np.asarray(value))
+            history[name].append(np.asarray(value))  # blocks until the cycle is done
+        if on_cycle is not None:
+            on_cycle(t, diag, time.perf_counter() - start)
         bar.update(1)
         bar.set_postfix(ess=f"{float(diag.ess):.0f}", alpha=f"{float(diag.alpha):.3g}")
         if path is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == n_times):

@@ -18,6 +18,9 @@ finishes with one denoising step ``x = D(x, sigma_{n-1})`` (the Euler step to si
 
 The loop is a `jax.lax.scan` over levels that calls the diffrax solver's ``step``
 directly (diffrax's `diffeqsolve` has no hook for the stochastic moves between steps).
+It is unrolled: the number of levels is static, and on CPU XLA runs a network inside a
+vmapped loop body several times slower than the same steps unrolled (measured: 256
+Lorenz-96 emulator samples, 12 levels, 4.1 s with a rolled scan, 0.72 s unrolled).
 """
 
 from collections.abc import Callable
@@ -69,7 +72,7 @@ class LangevinCorrector(eqx.Module):
             d = denoise(x, sigma)
             return x + self.delta * (d - x) + sigma * jnp.sqrt(2 * self.delta) * noise(k), None
 
-        x, _ = jax.lax.scan(move, x, jax.random.split(key, self.steps))
+        x, _ = jax.lax.scan(move, x, jax.random.split(key, self.steps), unroll=True)
         return x
 
 
@@ -144,6 +147,8 @@ class Sampler(eqx.Module):
             return (x, solver_state), None
 
         keys = jax.random.split(k_loop, self.n_levels - 1)
-        (x, _), _ = jax.lax.scan(body, (x0, solver_state), (levels[:-1], levels[1:], keys))
+        (x, _), _ = jax.lax.scan(
+            body, (x0, solver_state), (levels[:-1], levels[1:], keys), unroll=True
+        )
         return denoise(x, levels[-1])
 

@@ -1,0 +1,310 @@
+"""The Lorenz-96 twin experiment: the main job of `assimilax lorenz96`.
+
+A truth trajectory of the stochastic model ``x[k+1] = M(x[k]) + q eps``, noisy observations
+of every `observe_every`-th component ``y[k] = x[k][::observe_every] + obs_std eps``, and a
+set of filters run from the same perturbed start on the same observations:
+
+- ``fa-apf``: the FA-APF with the shipped diffusion emulator (Dirac weights, ESS-band
+  tempering, MMPS-guided proposals);
+- ``fa-apf-oracle``: the same filter with the exact emulator ``N(M(x), q^2 I)``;
+- ``optimal-pf``: the optimal-proposal particle filter (oracle emulator, exact
+  Gaussian-predictive weights, no tempering, exact MMPS proposal);
+- ``bootstrap``: the bootstrap PF with the shipped emulator;
+- ``enkf``: a stochastic EnKF with the true stochastic model (an outside reference);
+- ``forecast``: the unconditional ensemble of the shipped emulator.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+import assimilax as ax
+
+from .dynamics import Lorenz96, oracle_emulator, simulate
+from .emulator import DEFAULT_WEIGHTS, load_emulator
+
+FILTERS = ("fa-apf", "fa-apf-oracle", "optimal-pf", "bootstrap", "enkf", "forecast")
+SOLVERS = {
+    "euler": lambda: __import__("diffrax").Euler(),
+    "heun": lambda: __import__("diffrax").Heun(),
+    "ab3": ax.AdamsBashforth3,
+    "dpm2s": ax.DPMSolverPP2S,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TwinExperiment:
+    """Configuration of a twin experiment (every field is recorded in the outputs)."""
+
+    particles: int = 256
+    cycles: int = 100
+    observe_every: int = 2
+    obs_std: float = 1.0
+    q: float = 0.3
+    dim: int = 40
+    seed: int = 0
+    spinup: int = 20
+    init_std: float = 1.0
+    filters: tuple[str, ...] = FILTERS
+    levels: int = 12
+    solver: str = "dpm2s"
+    corrector_steps: int = 0
+    cg_iterations: int = 1
+    ess_band: tuple[float, float] = (0.2, 0.25)
+    emulator_path: str | None = None
+
+    def __post_init__(self):
+        problems = []
+        if self.particles < 2:
+            problems.append(f"particles must be at least 2, got {self.particles}")
+        if self.cycles < 1:
+            problems.append(f"cycles must be at least 1, got {self.cycles}")
+        if not 1 <= self.observe_every <= self.dim:
+            problems.append(f"observe_every must be in [1, {self.dim}], got {self.observe_every}")
+        if not self.obs_std > 0:
+            problems.append(f"obs_std (observation noise) must be positive, got {self.obs_std}")
+        if not self.q > 0:
+            problems.append(f"q (model noise) must be positive, got {self.q}")
+        if self.dim < 4:
+            problems.append(f"dim must be at least 4, got {self.dim}")
+        if not 0 <= self.spinup < self.cycles:
+            problems.append(f"spinup must be in [0, cycles) = [0, {self.cycles}), got {self.spinup}")
+        unknown = sorted(set(self.filters) - set(FILTERS))
+        if unknown or not self.filters:
+            problems.append(f"unknown filters {unknown or '(none given)'}; choose from {list(FILTERS)}")
+        if self.solver not in SOLVERS:
+            problems.append(f"unknown solver {self.solver!r}; choose from {list(SOLVERS)}")
+        if self.levels < 2:
+            problems.append(f"levels must be at least 2, got {self.levels}")
+        if self.cg_iterations < 1:
+            problems.append(f"cg_iterations must be at least 1, got {self.cg_iterations}")
+        lo, hi = self.ess_band
+        if not 0 < lo <= hi <= 1:
+            problems.append(f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}")
+        if problems:
+            raise ValueError("invalid Lorenz-96 experiment: " + "; ".join(problems) + ".")
+
+    @property
+    def observed(self) -> np.ndarray:
+        """Boolean mask of the observed components."""
+        return np.arange(self.dim) % self.observe_every == 0
+
+    def uses_trained_emulator(self) -> bool:
+        return any(f in ("fa-apf", "bootstrap", "forecast") for f in self.filters)
+
+
+def _emulator_q(path: str | None) -> float:
+    if path is None:
+        import importlib.resources
+
+        meta = importlib.resources.files(__package__).joinpath("weights", DEFAULT_WEIGHTS)
+        meta = Path(str(meta)).with_suffix(".json")
+    else:
+        meta = Path(path).with_suffix(".json")
+    return float(json.loads(meta.read_text())["q"])
+
+
+def twin_data(cfg: TwinExperiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Truth ``(cycles + 1, d)`` (index 0 is the start), observations ``(cycles, p)`` and
+    the initial ensemble ``(particles, d)``."""
+    k_truth, k_obs, k_init = jax.random.split(jax.random.key(cfg.seed), 3)
+    model = Lorenz96(dim=cfg.dim)
+    truth = simulate(k_truth, cfg.cycles + 1, model=model, q=cfg.q)
+    noise = cfg.obs_std * jax.random.normal(k_obs, (cfg.cycles, int(cfg.observed.sum())))
+    observations = truth[1:, cfg.observed] + noise
+    ensemble = truth[0] + cfg.init_std * jax.random.normal(k_init, (cfg.particles, cfg.dim))
+    return np.asarray(truth), np.asarray(observations), np.asarray(ensemble)
+
+
+def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
+    """The filters of the experiment, by name."""
+    n_obs = int(cfg.observed.sum())
+    observation = ax.ObservationModel(
+        ax.Selection.from_mask(cfg.observed), ax.DiagonalGaussianNoise(cfg.obs_std, n_obs)
+    )
+    sampler = ax.Sampler(
+        ax.EDMSchedule(2e-3, 80.0, 7.0),
+        cfg.levels,
+        SOLVERS[cfg.solver](),
+        ax.LangevinCorrector(cfg.corrector_steps, 0.2) if cfg.corrector_steps else None,
+    )
+    tempering = ax.ESSBandTempering(*cfg.ess_band)
+    guidance = ax.MMPS(iterations=cfg.cg_iterations)
+    oracle = oracle_emulator(cfg.q, cfg.dim)
+    filters: dict[str, ax.AbstractFilter] = {}
+    if cfg.uses_trained_emulator():
+        if abs(_emulator_q(cfg.emulator_path) - cfg.q) > 1e-9:
+            raise ValueError(
+                f"the emulator at {cfg.emulator_path or 'the shipped weights'} was trained for "
+                f"q = {_emulator_q(cfg.emulator_path)}, but the experiment uses q = {cfg.q}; "
+                "pass --emulator with weights trained for that q, or run only the oracle "
+                "filters (fa-apf-oracle, optimal-pf, enkf)."
+            )
+        emulator = load_emulator(cfg.emulator_path)
+    for name in cfg.filters:
+        if name == "fa-apf":
+            filters[name] = ax.FAAPF(emulator, observation, sampler, guidance, tempering=tempering)
+        elif name == "fa-apf-oracle":
+            filters[name] = ax.FAAPF(oracle, observation, sampler, guidance, tempering=tempering)
+        elif name == "optimal-pf":
+            # With Q = q^2 I and a selection, A J A^T is a multiple of I: one CG step is exact.
+            filters[name] = ax.FAAPF(
+                oracle,
+                observation,
+                sampler,
+                ax.MMPS(iterations=1),
+                ax.GaussianPredictiveWeights(cfg.q**2 * jnp.eye(cfg.dim)),
+                ax.NoTempering(),
+            )
+        elif name == "bootstrap":
+            filters[name] = ax.BootstrapPF(emulator, observation, sampler)
+        elif name == "enkf":
+            filters[name] = ax.StochasticEnKF(oracle, observation, sampler)
+        elif name == "forecast":
+            filters[name] = ax.EnsembleForecast(emulator, sampler, observation)
+    return filters
+
+
+def run(cfg: TwinExperiment, output: str | Path | None = None, progress: bool = True) -> xr.Dataset:
+    """Run the experiment; with `output`, write NetCDF, figures and a summary there.
+
+    Returns the Dataset written to ``<output>/lorenz96_twin.nc``: dimensions ``filter``,
+    ``time``, ``particle``, ``variable``; the analysis ensembles, weights, diagnostics,
+    per-cycle scores, truth and observations; the configuration in the attributes.
+    Each filter checkpoints to ``<output>/checkpoints/<filter>.npz`` and resumes from it.
+    """
+    truth, observations, ensemble = twin_data(cfg)
+    filters = build_filters(cfg)
+    out_dir = None if output is None else Path(output)
+    if out_dir is not None:
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    key = jax.random.key(cfg.seed + 1)
+    results, seconds = {}, {}
+    for name, filt in filters.items():
+        times: list[float] = []
+        ckpt = None if out_dir is None else out_dir / "checkpoints" / f"{name}.npz"
+        _, out = ax.assimilate(
+            filt,
+            filt.init(ensemble),
+            observations,
+            key,
+            checkpoint=ckpt,
+            progress=progress,
+            description=f"{name:>13}",
+            on_cycle=lambda t, d, s, times=times: times.append(s),
+        )
+        results[name] = out
+        seconds[name] = times
+    ds = _dataset(cfg, filters, results, seconds, truth, observations)
+    if out_dir is not None:
+        ds.to_netcdf(out_dir / "lorenz96_twin.nc")
+        _figures(cfg, ds, out_dir)
+        (out_dir / "summary.txt").write_text(summary_table(ds))
+    return ds
+
+
+def _dataset(cfg, filters, results, seconds, truth, observations) -> xr.Dataset:
+    names = list(results)
+    times = np.arange(1, cfg.cycles + 1)
+    obs_full = np.full((cfg.cycles, cfg.dim), np.nan, dtype=np.float32)
+    obs_full[:, cfg.observed] = observations
+    data = {
+        "analysis": (("filter", "time", "particle", "variable"), np.stack([np.asarray(results[n].particles) for n in names])),
+        "log_weights": (("filter", "time", "particle"), np.stack([np.asarray(results[n].log_weights) for n in names])),
+        "ess": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.ess) for n in names])),
+        "alpha": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.alpha) for n in names])),
+        "log_likelihood": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.log_likelihood) for n in names])),
+        "truth": (("time", "variable"), truth[1:]),
+        "observations": (("time", "variable"), obs_full),
+        "seconds": (("filter", "time"), np.array([seconds[n] if len(seconds[n]) == cfg.cycles else [np.nan] * (cfg.cycles - len(seconds[n])) + seconds[n] for n in names])),
+    }
+    for subset, mask in (("observed", cfg.observed), ("unobserved", ~cfg.observed)):
+        if not mask.any():
+            continue
+        per = {n: ax.scores(results[n], truth[1:], mask) for n in names}
+        for score in ("skill", "spread", "crps"):
+            data[f"{score}_{subset}"] = (("filter", "time"), np.stack([per[n][score] for n in names]))
+    ds = xr.Dataset(
+        data,
+        coords={
+            "filter": names,
+            "time": ("time", times, {"long_name": "observation cycle"}),
+            "particle": np.arange(cfg.particles),
+            "variable": ("variable", np.arange(cfg.dim), {"long_name": "Lorenz-96 component"}),
+            "observed": ("variable", cfg.observed),
+        },
+        attrs={
+            "title": "assimilax Lorenz-96 twin experiment",
+            "configuration": json.dumps(dataclasses.asdict(cfg)),
+            "assimilax_version": ax.__version__,
+            "spinup": cfg.spinup,
+            **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
+        },
+    )
+    ds["analysis"].attrs["long_name"] = "analysis ensemble (after assimilating the cycle's observation)"
+    ds["seconds"].attrs["long_name"] = "wall time of the cycle (the first includes compilation)"
+    return ds
+
+
+def summary(ds: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Means over cycles after spin-up, per filter."""
+    after = ds.isel(time=slice(int(ds.attrs["spinup"]), None))
+    rows = {}
+    for name in ds["filter"].values:
+        f = after.sel(filter=name)
+        row = {}
+        for key in ("skill_observed", "skill_unobserved", "spread_observed", "spread_unobserved", "crps_observed", "crps_unobserved", "ess", "alpha"):
+            if key in f:
+                row[key] = float(f[key].mean())
+        sec = ds["seconds"].sel(filter=name).values
+        row["seconds_per_cycle"] = float(np.nanmedian(sec[1:])) if sec.size > 1 else float(sec[0])
+        row["compile_seconds"] = float(sec[0] - row["seconds_per_cycle"])
+        rows[str(name)] = row
+    return rows
+
+
+def summary_table(ds: xr.Dataset) -> str:
+    """The summary as a fixed-width text table."""
+    rows = summary(ds)
+    head = f"{'filter':>14} | {'skill obs':>9} {'skill unobs':>11} | {'spread obs':>10} {'spread unobs':>12} | {'ESS':>6} {'alpha':>6} | {'s/cycle':>8}"
+    lines = [
+        f"Lorenz-96 twin experiment: means over cycles {int(ds.attrs['spinup']) + 1}..{ds.sizes['time']} (after spin-up)",
+        head,
+        "-" * len(head),
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"{name:>14} | {r.get('skill_observed', np.nan):9.3f} {r.get('skill_unobserved', np.nan):11.3f} | "
+            f"{r.get('spread_observed', np.nan):10.3f} {r.get('spread_unobserved', np.nan):12.3f} | "
+            f"{r['ess']:6.1f} {r['alpha']:6.3f} | {r['seconds_per_cycle']:8.3f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _figures(cfg: TwinExperiment, ds: xr.Dataset, out_dir: Path) -> None:
+    from assimilax.plotting import plot_hovmoller, plot_skill_spread
+
+    scores = {}
+    for subset in ("observed", "unobserved"):
+        if f"skill_{subset}" in ds:
+            scores[subset] = {
+                str(n): {"skill": ds[f"skill_{subset}"].sel(filter=n).values, "spread": ds[f"spread_{subset}"].sel(filter=n).values}
+                for n in ds["filter"].values
+            }
+    plot_skill_spread(
+        scores,
+        ds["time"].values,
+        out_dir / "skill_spread.png",
+        title=f"Lorenz-96 (d = {cfg.dim}, q = {cfg.q}), every {cfg.observe_every}th component observed "
+        f"(sigma = {cfg.obs_std}), N = {cfg.particles}",
+    )
+    best = "fa-apf" if "fa-apf" in ds["filter"].values else str(ds["filter"].values[0])
+    w = np.exp(ds["log_weights"].sel(filter=best).values)
+    mean = np.einsum("tn,tnd->td", w, ds["analysis"].sel(filter=best).values)
+    plot_hovmoller(ds["truth"].values, mean, out_dir / "hovmoller.png", title=f"{best}: truth, analysis mean, error", estimate_name=f"{best} mean")
