@@ -139,6 +139,7 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
     oracle = oracle_emulator(cfg.q, cfg.dim)
     filters: dict[str, ax.AbstractFilter] = {}
     if cfg.uses_trained_emulator():
+        emulator = load_emulator(cfg.emulator_path)  # clear errors for missing or bad files
         if abs(_emulator_q(cfg.emulator_path) - cfg.q) > 1e-9:
             raise ValueError(
                 f"the emulator at {cfg.emulator_path or 'the shipped weights'} was trained for "
@@ -146,7 +147,6 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
                 "pass --emulator with weights trained for that q, or run only the oracle "
                 "filters (fa-apf-oracle, optimal-pf, enkf)."
             )
-        emulator = load_emulator(cfg.emulator_path)
     for name in cfg.filters:
         if name == "fa-apf":
             filters[name] = ax.FAAPF(emulator, observation, sampler, guidance, tempering=tempering)
@@ -301,7 +301,7 @@ def _figures(cfg: TwinExperiment, ds: xr.Dataset, out_dir: Path) -> None:
         scores,
         ds["time"].values,
         out_dir / "skill_spread.png",
-        title=f"Lorenz-96 (d = {cfg.dim}, q = {cfg.q}), every {cfg.observe_every}th component observed "
+        title=f"Lorenz-96 (d = {cfg.dim}, q = {cfg.q}), 1 in {cfg.observe_every} components observed "
         f"(sigma = {cfg.obs_std}), N = {cfg.particles}",
     )
     best = "fa-apf" if "fa-apf" in ds["filter"].values else str(ds["filter"].values[0])
