@@ -17,8 +17,9 @@ noise levels is instead drawn log-uniformly on ``[2e-3, 100]``: the log-normal p
 no mass above ``sigma ~ 5``, yet the FA-APF reads the predictive mean off the denoiser at
 ``sigma_max ~ 80-88`` and samplers start there, so those levels must be trained too.
 
-Optimiser: Adam with linear warm-up and cosine decay, gradient clipping, and an exponential
-moving average (EMA) of the weights, which is what is saved.  The step is jitted.
+Optimiser: Adam with linear warm-up and cosine decay (over steps, or over a wall-time budget
+with ``--time-budget``), gradient clipping, and an exponential moving average (EMA) of the
+weights, which is what is saved.  The step is jitted.
 """
 
 import argparse
@@ -116,7 +117,7 @@ def train(
     dilations: tuple[int, ...] = (1, 2, 4, 1, 2, 4),
     seed: int = 0,
     log_every: int = 200,
-    time_limit: float | None = None,
+    time_budget: float | None = None,
 ) -> tuple[Lorenz96Emulator, dict]:
     """Train an emulator; return it (EMA weights) and its config + training report."""
     t_start = time.time()
@@ -138,14 +139,22 @@ def train(
     print(f"pool: {pool.shape[0]} start states; network parameters: {n_params}", flush=True)
     print(f"normalisation: {json.dumps({k: config[k] for k in ('state_mean', 'state_std', 'increment_mean', 'increment_std')})}", flush=True)
 
-    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, steps, end_value=lr * 1e-2)
-    optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+    # Learning rate: linear warm-up over `warmup` steps, then a cosine decay to lr / 100
+    # over the training *progress*: the fraction of `steps` done or, with `time_budget`, the
+    # fraction of the wall-time budget used (the CPU is shared, so the step rate is not known
+    # in advance and a step-based cosine could be cut off before it has annealed).
+    def learning_rate(i: int, progress: float) -> float:
+        warm = min(1.0, (i + 1) / warmup)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return lr * warm * (0.01 + 0.99 * cosine)
+
+    optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam())
     params, static = eqx.partition(emulator, eqx.is_inexact_array)
     opt_state = optimiser.init(params)
     ema = params
 
     @jax.jit
-    def step(params, ema, opt_state, key):
+    def step(params, ema, opt_state, key, rate, decay):
         k_idx, k_eps, k_sig, k_n = jax.random.split(key, 4)
         idx = jax.random.randint(k_idx, (batch,), 0, pool.shape[0])
         x0 = pool[idx]
@@ -158,8 +167,8 @@ def train(
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = optimiser.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params)
+        params = jax.tree_util.tree_map(lambda p, u: p - rate * u, params, updates)
+        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
         return params, ema, opt_state, loss
 
     evaluate = jax.jit(lambda p, s: mean_error(eqx.combine(p, static), model, val_x0, s))
@@ -167,20 +176,27 @@ def train(
     t_train = time.time()
     losses = []
     done = 0
-    for i in range(steps):
-        params, ema, opt_state, loss = step(params, ema, opt_state, jax.random.fold_in(k_train, i))
-        losses.append(float(loss) if (i + 1) % 10 == 0 or i == steps - 1 else None)
-        done = i + 1
-        if (i + 1) % log_every == 0 or i == steps - 1:
+    i = 0
+    while True:
+        elapsed = time.time() - t_train
+        progress = elapsed / time_budget if time_budget is not None else i / steps
+        if progress >= 1.0:
+            break
+        rate = learning_rate(i, progress)
+        # EMA with a warm-up (decay (1 + i) / (10 + i) early on) so the initial weights wash out.
+        decay = min(ema_decay, (1.0 + i) / (10.0 + i))
+        params, ema, opt_state, loss = step(params, ema, opt_state, jax.random.fold_in(k_train, i),
+                                            rate, decay)
+        i += 1
+        done = i
+        losses.append(float(loss) if i % 10 == 0 else None)
+        if i % log_every == 0:
             recent = [l for l in losses[-log_every:] if l is not None]
-            msg = (f"step {i + 1:6d}  loss {np.mean(recent):.4f}  lr {float(schedule(i)):.2e}  "
+            msg = (f"step {i:6d}  loss {np.mean(recent):.4f}  lr {rate:.2e}  "
                    f"t {time.time() - t_train:7.1f}s")
-            if (i + 1) % (5 * log_every) == 0 or i == steps - 1:
+            if i % (5 * log_every) == 0:
                 msg += f"  mean-err(ema, sigma=80) {float(evaluate(ema, 80.0)):.4f}"
             print(msg, flush=True)
-        if time_limit is not None and time.time() - t_start > time_limit:
-            print(f"time limit {time_limit}s reached at step {i + 1}", flush=True)
-            break
     wall = time.time() - t_start
     emulator = eqx.combine(ema, static)
     recent = [l for l in losses[-500:] if l is not None]
@@ -192,7 +208,7 @@ def train(
             note="start states from stochastic trajectories; a fresh transition "
                  "x1 = M(x0) + q eps is drawn for every batch element at every step",
         ),
-        steps=done, steps_planned=steps, batch=batch, lr=lr, warmup=warmup, ema_decay=ema_decay,
+        steps=done, time_budget_s=time_budget, batch=batch, lr=lr, warmup=warmup, ema_decay=ema_decay,
         sigma_sampling=dict(P_mean=P_MEAN, P_std=P_STD, uniform_fraction=uniform_fraction,
                             uniform_range=[2e-3, 100.0]),
         parameters=n_params, seed=seed,
@@ -222,12 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--uniform-fraction", type=float, default=0.25)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="train for this many seconds (cosine schedule over wall time); overrides --steps")
     args = p.parse_args(argv)
     emulator, config = train(
         q=args.q, steps=args.steps, batch=args.batch, lr=args.lr, trajectories=args.trajectories,
         length=args.length, channels=args.channels, uniform_fraction=args.uniform_fraction,
-        seed=args.seed, time_limit=args.time_limit,
+        seed=args.seed, time_budget=args.time_budget,
     )
     config["training"]["command"] = "python -m assimilax_adapters.lorenz96.train " + " ".join(
         argv if argv is not None else __import__("sys").argv[1:])
