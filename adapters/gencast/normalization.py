@@ -1,0 +1,214 @@
+"""GenCast's normalisation statistics and its residual target map.
+
+DeepMind publishes four NetCDF files next to the checkpoints (bucket ``dm_graphcast``,
+``gencast/stats/``).  Each is an xarray Dataset with one data variable per ERA5 / derived
+variable: a scalar for surface, static and forcing variables, a ``level`` vector (hPa, a
+superset of the model's pressure levels, selected by value) for atmospheric ones.
+
+- ``mean_by_level.nc`` and ``stddev_by_level.nc``: location and scale of the values;
+- ``diffs_stddev_by_level.nc``: scale of the 12 h differences ``x[k+1] - x[k]``;
+- ``min_by_level.nc``: minima, used to fill NaN sea-surface temperature over land.
+
+The maps are those of the reference's ``normalization.InputsAndResiduals`` wrapped by
+``nan_cleaning.NaNCleaner`` (see the GenCast demo notebook):
+
+- inputs and forcings: ``(x - mean) / std`` (a variable absent from the statistics is left
+  as it is, as in the reference);
+- a target that is also an input (every GenCast target except ``total_precipitation_12hr``)
+  is predicted as the normalised residual ``z = (x[k+1] - x[k]) / diffs_std``, so
+  ``x[k+1] = x[k] + diffs_std z``;
+- a target that is not an input is predicted directly: ``x[k+1] = mean + std z``;
+- NaN in ``sea_surface_temperature`` (land) is replaced by ``min_by_level`` before
+  normalising, and the prediction is set back to NaN where any input time was NaN.
+"""
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+FILES = {
+    "mean": "mean_by_level.nc",
+    "std": "stddev_by_level.nc",
+    "diffs_std": "diffs_stddev_by_level.nc",
+    "minimum": "min_by_level.nc",
+}
+NAN_VARIABLE = "sea_surface_temperature"
+
+
+class Statistics:
+    """The four statistics Datasets (``minimum`` may be ``None``).
+
+    Load them with [`Statistics.from_dir`][]; query per-variable vectors with [`mean`][],
+    [`std`][], [`diffs_std`][] and [`fill_value`][].
+    """
+
+    def __init__(
+        self,
+        mean: xr.Dataset,
+        std: xr.Dataset,
+        diffs_std: xr.Dataset,
+        minimum: xr.Dataset | None = None,
+    ):
+        self.mean_ds, self.std_ds, self.diffs_std_ds, self.minimum_ds = mean, std, diffs_std, minimum
+
+    @classmethod
+    def from_dir(cls, path: "str | os.PathLike") -> "Statistics":
+        """Read ``mean_by_level.nc``, ``stddev_by_level.nc``, ``diffs_stddev_by_level.nc`` and
+        (if present) ``min_by_level.nc`` from the folder `path`."""
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"GenCast statistics folder {str(path)!r} does not exist.")
+        missing = [n for k, n in FILES.items() if k != "minimum" and not (path / n).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"GenCast statistics file(s) {missing} missing from {str(path)!r} "
+                f"(expected {sorted(FILES.values())}; min_by_level.nc is optional)."
+            )
+        loaded = {}
+        for key, name in FILES.items():
+            f = path / name
+            loaded[key] = xr.load_dataset(f) if f.exists() else None
+        return cls(**loaded)
+
+    def _vector(self, ds: xr.Dataset | None, name: str, levels: Sequence[int] | None) -> np.ndarray | None:
+        if ds is None or name not in ds.data_vars:
+            return None
+        da = ds[name]
+        if "level" in da.dims:
+            if levels is None:
+                raise ValueError(f"Statistics of {name!r} are per level: give the pressure levels.")
+            missing = sorted(set(levels) - set(int(v) for v in da["level"].values))
+            if missing:
+                raise ValueError(f"Statistics of {name!r} lack pressure level(s) {missing}.")
+            return np.asarray(da.sel(level=list(levels)).values, np.float64).reshape(-1)
+        return np.asarray(da.values, np.float64).reshape(1)
+
+    def mean(self, name: str, levels: Sequence[int] | None = None) -> np.ndarray | None:
+        """Mean of `name` (``(n_levels,)`` or ``(1,)``), ``None`` if absent."""
+        return self._vector(self.mean_ds, name, levels)
+
+    def std(self, name: str, levels: Sequence[int] | None = None) -> np.ndarray | None:
+        """Standard deviation of `name`, ``None`` if absent."""
+        return self._vector(self.std_ds, name, levels)
+
+    def diffs_std(self, name: str, levels: Sequence[int] | None = None) -> np.ndarray | None:
+        """Standard deviation of the 12 h differences of `name`, ``None`` if absent."""
+        return self._vector(self.diffs_std_ds, name, levels)
+
+    def fill_value(self, name: str, levels: Sequence[int] | None = None) -> np.ndarray:
+        """The NaN fill value of `name` (its minimum); raises if ``min_by_level.nc`` lacks it."""
+        v = self._vector(self.minimum_ds, name, levels)
+        if v is None:
+            raise ValueError(
+                f"{name!r} has NaN values to fill but min_by_level.nc is missing or lacks it."
+            )
+        return v
+
+    def location_scale(self, name: str, levels: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` for inputs, with ``(0, 1)`` where a statistic is absent."""
+        m, s = self.mean(name, levels), self.std(name, levels)
+        n = len(levels) if levels is not None and self._has_levels(name) else 1
+        return (np.zeros(n) if m is None else m), (np.ones(n) if s is None else s)
+
+    def _has_levels(self, name: str) -> bool:
+        return any(
+            ds is not None and name in ds.data_vars and "level" in ds[name].dims
+            for ds in (self.mean_ds, self.std_ds, self.diffs_std_ds)
+        )
+
+    def target_map(
+        self, name: str, levels: Sequence[int] | None, is_input: bool
+    ) -> tuple[bool, np.ndarray, np.ndarray]:
+        """``(residual, offset, scale)`` of target `name`: ``x[k+1] = offset + scale z``
+        (plus ``x[k]`` when ``residual``)."""
+        if is_input:
+            s = self.diffs_std(name, levels)
+            if s is None:
+                raise ValueError(f"diffs_stddev_by_level.nc lacks the residual target {name!r}.")
+            return True, np.zeros_like(s), s
+        m, s = self.mean(name, levels), self.std(name, levels)
+        if m is None or s is None:
+            raise ValueError(f"mean/stddev_by_level.nc lack the target {name!r}.")
+        return False, m, s
+
+
+# ---------------------------------------------------------------------------------------
+# xarray forms (the reference's functions, for one Dataset at a time)
+# ---------------------------------------------------------------------------------------
+
+
+def _sel_levels(stat: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+    if "level" in stat.dims and "level" in like.coords:
+        stat = stat.sel(level=like["level"].values)
+    return stat
+
+
+def normalize(values: xr.Dataset, scales: xr.Dataset, locations: xr.Dataset | None) -> xr.Dataset:
+    """``(x - location) / scale`` per variable; variables without statistics are unchanged."""
+    out = {}
+    for name, da in values.data_vars.items():
+        if locations is not None and name in locations:
+            da = da - _sel_levels(locations[name], da).astype(da.dtype)
+        if name in scales:
+            da = da / _sel_levels(scales[name], da).astype(da.dtype)
+        out[name] = da
+    return values.assign(out)
+
+
+def unnormalize(values: xr.Dataset, scales: xr.Dataset, locations: xr.Dataset | None) -> xr.Dataset:
+    """Inverse of [`normalize`][]."""
+    out = {}
+    for name, da in values.data_vars.items():
+        if name in scales:
+            da = da * _sel_levels(scales[name], da).astype(da.dtype)
+        if locations is not None and name in locations:
+            da = da + _sel_levels(locations[name], da).astype(da.dtype)
+        out[name] = da
+    return values.assign(out)
+
+
+def fill_nans(ds: xr.Dataset, stats: Statistics, name: str = NAN_VARIABLE) -> xr.Dataset:
+    """Replace NaN of `name` by its ``min_by_level`` value (the reference's ``NaNCleaner``)."""
+    if name not in ds.data_vars:
+        return ds
+    fill = stats.minimum_ds[name] if stats.minimum_ds is not None and name in stats.minimum_ds else None
+    if fill is None:
+        if bool(ds[name].isnull().any()):
+            stats.fill_value(name)  # raises with a clear message
+        return ds
+    return ds.assign({name: ds[name].fillna(_sel_levels(fill, ds[name]))})
+
+
+def normalized_target(inputs: xr.Dataset, targets: xr.Dataset, stats: Statistics) -> xr.Dataset:
+    """The diffusion target of ``InputsAndResiduals``: residuals of input variables over
+    ``diffs_std``, other targets normalised (inputs and targets already NaN-filled)."""
+    out = {}
+    for name, da in targets.data_vars.items():
+        if name in inputs:
+            res = da - inputs[name].isel(time=-1)
+            out[name] = normalize(res.to_dataset(name=name), stats.diffs_std_ds, None)[name]
+        else:
+            out[name] = normalize(da.to_dataset(name=name), stats.std_ds, stats.mean_ds)[name]
+    return xr.Dataset(out)
+
+
+def prediction_from_target(
+    inputs: xr.Dataset, z: xr.Dataset, stats: Statistics, raw_inputs: xr.Dataset | None = None
+) -> xr.Dataset:
+    """Inverse of [`normalized_target`][]; with `raw_inputs` (before NaN filling), NaN
+    positions of the SST input are reintroduced in the prediction."""
+    out = {}
+    for name, da in z.data_vars.items():
+        if name in inputs:
+            pred = unnormalize(da.to_dataset(name=name), stats.diffs_std_ds, None)[name]
+            out[name] = pred + inputs[name].isel(time=-1)
+        else:
+            out[name] = unnormalize(da.to_dataset(name=name), stats.std_ds, stats.mean_ds)[name]
+    pred = xr.Dataset(out)
+    if raw_inputs is not None and NAN_VARIABLE in pred and NAN_VARIABLE in raw_inputs:
+        mask = raw_inputs[NAN_VARIABLE].isnull().any(dim="time")
+        pred = pred.assign({NAN_VARIABLE: pred[NAN_VARIABLE].where(~mask)})
+    return pred
