@@ -112,9 +112,13 @@ class PseudoInverse(AbstractGuidance):
 
 
 def conjugate_gradient(
-    matvec: Callable[[Array], Array], b: Float[Array, " p"], iterations: int
-) -> Float[Array, " p"]:
+    matvec: Callable[[Array], tuple[Array, Array]], b: Float[Array, " p"], iterations: int
+) -> tuple[Float[Array, " p"], Array]:
     """``iterations`` steps of conjugate gradients for ``M v = b`` from ``v = 0``.
+
+    `matvec` returns ``(M p, g(p))`` for a linear map ``g``; the solver returns ``v`` and
+    ``g(v)``, accumulated from the ``g(p)`` of its search directions.  MMPS uses this to get
+    ``J^T A^T v`` without one more vector-Jacobian product of the denoiser.
 
     Unrolled in Python on purpose: inside `vmap` over particles, XLA on CPU runs a
     `while_loop` whose body holds a network's vector-Jacobian product 4-6 times slower
@@ -124,12 +128,13 @@ def conjugate_gradient(
     lineax solver instead.
     """
     v = jnp.zeros_like(b)
+    g_v = None
     r, p = b, b
     rr = r @ r
     tiny = jnp.finfo(b.dtype).tiny
     live = jnp.asarray(True)
     for _ in range(iterations):
-        mp = matvec(p)
+        mp, g_p = matvec(p)
         curvature = p @ mp
         # A trained denoiser's Jacobian can make the system indefinite at high noise
         # levels; stop at the first direction of non-positive curvature (Steihaug's rule)
@@ -137,11 +142,12 @@ def conjugate_gradient(
         live = live & (curvature > 0)
         step = jnp.where(live, rr / jnp.where(live, curvature, 1.0), 0.0)
         v = v + step * p
+        g_v = step * g_p if g_v is None else g_v + step * g_p
         r = r - step * mp
         rr_new = r @ r
         p = r + (rr_new / jnp.maximum(rr, tiny)) * p
         rr = rr_new
-    return v
+    return v, g_v
 
 
 class MMPS(AbstractGuidance):
@@ -170,24 +176,29 @@ class MMPS(AbstractGuidance):
     solver: lx.AbstractLinearSolver | None = None
     iterations: int = eqx.field(static=True, default=3)
 
+    def __check_init__(self):
+        if self.iterations < 1:
+            raise ValueError(f"MMPS needs at least one CG iteration, got iterations={self.iterations}.")
+
     def __call__(self, denoise, x_t, sigma, y, observe, noise):
         lin = _linearise(denoise, x_t, y, observe)
         mask = lin.mask
 
-        def covariance(v: Array) -> Array:
+        def covariance_and_pullback(v: Array) -> tuple[Array, Array]:
             # R_m v + sigma^2 M A J^T A^T M v: the identity on missing rows keeps the
             # system non-singular, and their right-hand side is zero.
-            a_j_at_v = lin.jvp_observe(lin.pullback(v))
-            return noise.matvec(v, mask) + sigma**2 * jnp.where(mask, a_j_at_v, 0.0)
+            pulled = lin.pullback(v)
+            a_j_at_v = lin.jvp_observe(pulled)
+            return noise.matvec(v, mask) + sigma**2 * jnp.where(mask, a_j_at_v, 0.0), pulled
 
         if self.solver is None:
-            v = conjugate_gradient(covariance, lin.residual, self.iterations)
-        else:
-            structure = jax.ShapeDtypeStruct(lin.residual.shape, lin.residual.dtype)
-            operator = lx.FunctionLinearOperator(
-                covariance, structure, tags=lx.positive_semidefinite_tag
-            )
-            v = lx.linear_solve(operator, lin.residual, self.solver, throw=False).value
+            _, pulled = conjugate_gradient(covariance_and_pullback, lin.residual, self.iterations)
+            return lin.denoised + sigma**2 * pulled
+        structure = jax.ShapeDtypeStruct(lin.residual.shape, lin.residual.dtype)
+        operator = lx.FunctionLinearOperator(
+            lambda v: covariance_and_pullback(v)[0], structure, tags=lx.positive_semidefinite_tag
+        )
+        v = lx.linear_solve(operator, lin.residual, self.solver, throw=False).value
         return lin.denoised + sigma**2 * lin.pullback(v)
 
 
