@@ -42,10 +42,11 @@ def plot_skill_spread(
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel("RMSE of the mean (solid), spread (dashed)")
-    axes[0, -1].legend(fontsize=7, ncol=2, loc="best")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=min(len(labels), 6), loc="lower center", frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 * (1 + len(labels) // 6), 1, 1))
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
