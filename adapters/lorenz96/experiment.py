@@ -30,12 +30,7 @@ from .dynamics import Lorenz96, oracle_emulator, simulate
 from .emulator import DEFAULT_WEIGHTS, load_emulator
 
 FILTERS = ("fa-apf", "fa-apf-oracle", "optimal-pf", "bootstrap", "enkf", "forecast")
-SOLVERS = {
-    "euler": lambda: __import__("diffrax").Euler(),
-    "heun": lambda: __import__("diffrax").Heun(),
-    "ab3": ax.AdamsBashforth3,
-    "dpm2s": ax.DPMSolverPP2S,
-}
+SOLVERS = ax.SOLVER_NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +126,7 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
     sampler = ax.Sampler(
         ax.EDMSchedule(2e-3, 80.0, 7.0),
         cfg.levels,
-        SOLVERS[cfg.solver](),
+        ax.solver_by_name(cfg.solver),
         ax.LangevinCorrector(cfg.corrector_steps, 0.2) if cfg.corrector_steps else None,
         unroll=True,  # a small network on CPU: 5-6x faster unrolled (see assimilax.sampling)
     )

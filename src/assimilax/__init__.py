@@ -79,8 +79,10 @@ from .schedules import (
     EDMSchedule as EDMSchedule,
 )
 from .solvers import (
+    SOLVER_NAMES as SOLVER_NAMES,
     AdamsBashforth3 as AdamsBashforth3,
     DPMSolverPP2S as DPMSolverPP2S,
+    solver_by_name as solver_by_name,
 )
 from .tempering import (
     AbstractTempering as AbstractTempering,

@@ -116,3 +116,20 @@ class DPMSolverPP2S(diffrax.AbstractSolver):
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
+
+
+def solver_by_name(name: str) -> diffrax.AbstractSolver:
+    """The probability-flow solver called `name`: ``euler``, ``heun``, ``ab3`` or ``dpm2s``
+    (for command lines and configuration files)."""
+    solvers = {
+        "euler": diffrax.Euler,
+        "heun": diffrax.Heun,
+        "ab3": AdamsBashforth3,
+        "dpm2s": DPMSolverPP2S,
+    }
+    if name not in solvers:
+        raise ValueError(f"unknown solver {name!r}; choose from {sorted(solvers)}.")
+    return solvers[name]()
+
+
+SOLVER_NAMES = ("euler", "heun", "ab3", "dpm2s")
