@@ -110,7 +110,7 @@ def test_simulate_and_dataset(trajectory):
 def test_oracle_emulator(attractor_states):
     em = oracle_emulator(Q)
     x = attractor_states[0]
-    assert jnp.allclose(em.context(x[None]), Lorenz96()(x))
+    assert jnp.allclose(em.to_state(jnp.zeros(40), x[None]), Lorenz96()(x), atol=1e-5)
     assert jnp.allclose(em.transition_covariance, Q**2 * jnp.eye(40), atol=1e-6)
 
 
@@ -152,26 +152,31 @@ def test_shipped_emulator(emulator):
 
 
 def test_one_step_samples_match_true_transition(emulator, attractor_states):
-    # 256 samples from each of 4 start states, 16-level Heun sampler.  Tolerance on the
-    # sample mean, per component: 5 Monte Carlo standard errors (q / sqrt(256) = 0.019) plus
-    # 0.1 for the emulator's own bias.  The evaluation (README) measured a bias of ~0.03 RMS
-    # over components (denoiser mean at sigma = 80: ~0.03); 0.1 allows ~3x that in the worst
-    # of 160 components.  The RMS over components must also be below sqrt(se^2 + 0.05^2).
-    x0 = attractor_states[:4]
+    # 256 samples from each of 2 start states with a 16-level Heun sampler (as in the README
+    # evaluation; 8 levels inflate the spread by ~40%).  Sample mean, per component: within 5 Monte Carlo standard
+    # errors (q / sqrt(256) = 0.019) plus 0.1 for the emulator's own error.  Training measured
+    # the learnt mean (denoiser at sigma = 80) to 0.015 RMS over components and the README
+    # evaluation the bias of the sample mean (Monte Carlo part removed); 0.1 allows several
+    # times that in the worst of 80 components.  The RMS over components must be below
+    # sqrt(se^2 + 0.05^2).
+    x0 = attractor_states[:2]
     n = 256
-    keys = jax.random.split(jax.random.key(8), 4 * n)
+    keys = jax.random.split(jax.random.key(8), 2 * n)
     flat_x0 = jnp.repeat(x0, n, axis=0)
     samples = jax.jit(jax.vmap(lambda k, x: sample_next(emulator, k, x, levels=16)))(keys, flat_x0)
-    samples = samples.reshape(4, n, 40)
+    samples = samples.reshape(2, n, 40)
     assert bool(jnp.all(jnp.isfinite(samples)))
     truth = Lorenz96()(x0)
     err = samples.mean(axis=1) - truth
     se = Q / np.sqrt(n)
     assert float(jnp.max(jnp.abs(err))) < 5 * se + 0.1, err
     assert float(jnp.sqrt(jnp.mean(err**2))) < np.sqrt(se**2 + 0.05**2), err
-    # Per-component std within 20% of q (its own sampling error with 256 samples is ~4.4%).
-    std = samples.std(axis=1, ddof=1)
+    # Per-component std (pooled over the 2 start states, 2 x 255 degrees of freedom: its own
+    # sampling error is ~3.1%) within 20% of q.  The emulator is over-dispersed by ~8% (README:
+    # spread 0.325 for q = 0.3), so the worst of 40 components sits near 8% + 3 x 3.1%.
+    std = jnp.sqrt(samples.var(axis=1, ddof=1).mean(axis=0))
     assert float(jnp.max(jnp.abs(std / Q - 1.0))) < 0.2, std
+    assert abs(float(jnp.sqrt(jnp.mean(std**2))) / Q - 1.0) < 0.15
 
 
 def test_predictive_mean_is_rk4(emulator, attractor_states):

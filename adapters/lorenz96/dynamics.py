@@ -86,7 +86,7 @@ class Lorenz96(eqx.Module):
         """``dx/dt`` at ``x``."""
         return tendency(x, self.forcing)
 
-    def rk4_step(self, x: Float[Array, "*batch d"], dt: float | None = None) -> Float[Array, "*batch d"]:
+    def rk4_step(self, x: Float[Array, "*batch d"], dt: Float[ArrayLike, ""] | None = None) -> Float[Array, "*batch d"]:
         """One classic RK4 step of size `dt` (default ``self.dt``)."""
         h = self.dt if dt is None else dt
         k1 = self.tendency(x)
