@@ -1,0 +1,345 @@
+"""The reference experiment on GenCast: the main job of ``assimilax gencast``.
+
+Given a GenCast checkpoint, its statistics and an ERA5-layout truth (NetCDF or Zarr, 12 h
+steps), the job
+
+1. reads the truth states ``x[0..T]`` (the first two are the initial history, given to every
+   particle: GenCast ensembles start from one analysis);
+2. draws observations of the truth at each later time: by default 2 m temperature and
+   temperature on all levels at every 4th grid point, noise 0.1 in normalised units;
+3. runs the FA-APF (Dirac weights at the predictive mean, ESS-band tempering, MMPS-guided
+   proposals with the reference's sampler: 32 Karras levels 2e-5..88, rho 6, third-order
+   Adams-Bashforth, 2 Langevin corrector steps) and the unconditional GenCast ensemble
+   (GenCast's own DPM-Solver++(2S) with churn, from the checkpoint's sampler config);
+4. writes ``gencast_assimilation.nc`` (ensemble mean and spread fields, truth,
+   observations, per-cycle skill and spread per variable and level, latitude-weighted and
+   not, ESS, tempering alpha, timings; the configuration in the attributes), figures
+   (``skill_spread.png``, ``maps.png``: truth / analysis mean / forecast mean) and
+   ``summary.txt``; each filter checkpoints to ``checkpoints/<filter>.npz`` and resumes.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+import assimilax as ax
+
+from .checkpoint import load_checkpoint
+from .data import prepare_dataset
+from .emulator import GenCastEmulator
+from .normalization import Statistics
+from .observations import all_levels, every_nth, observation_model
+from .sampler import gencast_sampler
+
+FILTERS = ("fa-apf", "forecast")
+SOLVERS = {
+    "euler": lambda: __import__("diffrax").Euler(),
+    "heun": lambda: __import__("diffrax").Heun(),
+    "ab3": ax.AdamsBashforth3,
+    "dpm2s": ax.DPMSolverPP2S,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GenCastExperiment:
+    """Configuration of the GenCast experiment (every field is recorded in the outputs)."""
+
+    checkpoint: str
+    stats: str
+    truth: str
+    particles: int = 8
+    cycles: int | None = None
+    start: str | None = None
+    observe: tuple[str, ...] = ("2m_temperature", "temperature")
+    observe_every: int = 4
+    obs_std: float = 0.1
+    space: str = "normalised"
+    levels: int = 32
+    sigma_min: float = 2e-5
+    sigma_max: float = 88.0
+    rho: float = 6.0
+    solver: str = "ab3"
+    corrector_steps: int = 2
+    cg_iterations: int = 1
+    ess_band: tuple[float, float] = (50 / 256, 60 / 256)
+    filters: tuple[str, ...] = FILTERS
+    noise: str = "spherical"
+    attention: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self):
+        problems = []
+        if self.particles < 2:
+            problems.append(f"particles must be at least 2, got {self.particles}")
+        if self.cycles is not None and self.cycles < 1:
+            problems.append(f"cycles must be at least 1, got {self.cycles}")
+        if self.observe_every < 1:
+            problems.append(f"observe_every must be at least 1, got {self.observe_every}")
+        if not self.obs_std > 0:
+            problems.append(f"obs_std must be positive, got {self.obs_std}")
+        if self.space not in ("normalised", "physical"):
+            problems.append(f"space must be 'normalised' or 'physical', got {self.space!r}")
+        if self.levels < 2:
+            problems.append(f"levels must be at least 2, got {self.levels}")
+        if self.solver not in SOLVERS:
+            problems.append(f"unknown solver {self.solver!r}; choose from {list(SOLVERS)}")
+        unknown = sorted(set(self.filters) - set(FILTERS))
+        if unknown or not self.filters:
+            problems.append(f"unknown filters {unknown or '(none given)'}; choose from {list(FILTERS)}")
+        lo, hi = self.ess_band
+        if not 0 < lo <= hi <= 1:
+            problems.append(f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}")
+        if self.noise not in ("spherical", "white"):
+            problems.append(f"noise must be 'spherical' or 'white', got {self.noise!r}")
+        if problems:
+            raise ValueError("invalid GenCast experiment: " + "; ".join(problems) + ".")
+
+
+def open_truth(path: str) -> xr.Dataset:
+    """An ERA5-layout NetCDF file or Zarr store."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"truth dataset {path!r} does not exist.")
+    if p.is_dir() or p.suffix == ".zarr":
+        return xr.open_zarr(p)
+    return xr.open_dataset(p)
+
+
+def setup(cfg: GenCastExperiment):
+    """``(emulator, sampler config, stats, truth dataset, truth states, target times)``."""
+    ckpt = load_checkpoint(cfg.checkpoint)
+    stats = Statistics.from_dir(cfg.stats)
+    ds = prepare_dataset(open_truth(cfg.truth), ckpt.task_config.pressure_levels)
+    if cfg.start is not None:
+        ds = ds.sel(time=slice(np.datetime64(cfg.start), None))
+    n_avail = ds.sizes["time"] - 2
+    if n_avail < 1:
+        raise ValueError(f"the truth has {ds.sizes['time']} times from the start; at least 3 are needed.")
+    steps = np.diff(ds["time"].values).astype("timedelta64[h]").astype(int)
+    if np.any(steps != 12):
+        raise ValueError("the truth's times must be 12 h apart (GenCast's step).")
+    cycles = n_avail if cfg.cycles is None else cfg.cycles
+    if cycles > n_avail:
+        raise ValueError(f"cycles = {cycles} needs {cycles + 2} times; the truth has {ds.sizes['time']}.")
+    ds = ds.isel(time=slice(0, cycles + 2)).load()
+    emulator = GenCastEmulator.from_checkpoint(ckpt, stats, ds, noise=cfg.noise, attention=cfg.attention)
+    states = emulator.states(ds)
+    return emulator, ckpt.sampler_config, stats, ds, states
+
+
+def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, stats):
+    """The observation model (and the field of each observation) and the filters."""
+    unknown = [v for v in cfg.observe if v not in emulator.layout.names]
+    if unknown:
+        raise ValueError(f"cannot observe {unknown}: not target variables ({list(emulator.layout.names)}).")
+    fields = [f for v in cfg.observe for f in all_levels(emulator.layout, v)]
+    observation, obs_fields = observation_model(
+        [every_nth(emulator.layout, fields, cfg.observe_every)], cfg.obs_std, stats, cfg.space
+    )
+    sampler = ax.Sampler(
+        ax.EDMSchedule(cfg.sigma_min, cfg.sigma_max, cfg.rho),
+        cfg.levels,
+        SOLVERS[cfg.solver](),
+        ax.LangevinCorrector(cfg.corrector_steps, 0.2) if cfg.corrector_steps else None,
+    )
+    filters: dict[str, ax.AbstractFilter] = {}
+    for name in cfg.filters:
+        if name == "fa-apf":
+            filters[name] = ax.FAAPF(
+                emulator, observation, sampler, ax.MMPS(iterations=cfg.cg_iterations),
+                tempering=ax.ESSBandTempering(*cfg.ess_band),
+            )
+        elif name == "forecast":
+            filters[name] = ax.EnsembleForecast(emulator, gencast_sampler(sampler_config), observation)
+    return observation, obs_fields, filters
+
+
+def field_scores(emulator: GenCastEmulator, particles: np.ndarray, log_weights: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Per cycle and field: skill / spread, latitude-weighted and not (SST over sea only).
+
+    `particles` ``(T, N, d)``, `log_weights` ``(T, N)``, `truth` ``(T, d)``; returns arrays
+    ``(T, n_fields)`` in the order of [`fields`][].
+    """
+    layout = emulator.layout
+    lat = np.asarray(next(c.values for c in layout.variables[0].coords if c.name == "lat"))
+    nlat, nlon = emulator.grid_shape
+    g = nlat * nlon
+    latw = np.broadcast_to(np.asarray(ax.metrics.latitude_weights(lat))[:, None], (nlat, nlon)).reshape(-1)
+    w = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
+    w = w / w.sum(axis=1, keepdims=True)
+    sea = np.asarray(emulator.filled) == 0
+    out = {k: [] for k in ("skill", "skill_latw", "spread", "spread_latw")}
+    for name, level in fields(emulator):
+        off = layout[name].offset + (0 if level is None else _level_index(layout, name, level) * g)
+        x = particles[:, :, off : off + g].astype(np.float64)
+        valid = sea[off : off + g]
+        mean = np.einsum("tn,tng->tg", w, x)
+        n = x.shape[1]
+        var = np.einsum("tn,tng->tg", w, (x - mean[:, None]) ** 2) * n / max(n - 1, 1)
+        err2 = (mean - truth[:, off : off + g]) ** 2
+        for suffix, a in (("", np.ones(g)), ("_latw", latw)):
+            a = a * valid
+            out["skill" + suffix].append(np.sqrt((err2 * a).sum(1) / a.sum()))
+            out["spread" + suffix].append(np.sqrt((var * a).sum(1) / a.sum()))
+    return {k: np.stack(v, axis=1) for k, v in out.items()}
+
+
+def _level_index(layout, name, level):
+    levels = [int(x) for x in next(c.values for c in layout[name].coords if c.name == "level")]
+    return levels.index(int(level))
+
+
+def fields(emulator: GenCastEmulator) -> list[tuple[str, int | None]]:
+    """Every field ``(variable, level)`` of the state, in state order."""
+    return [f for name in emulator.layout.names for f in all_levels(emulator.layout, name)]
+
+
+def run(cfg: GenCastExperiment, output: str | Path | None = None, progress: bool = True) -> xr.Dataset:
+    """Run the experiment; with `output`, write NetCDF, figures and a summary there."""
+    emulator, sampler_config, stats, ds, states = setup(cfg)
+    observation, obs_fields, filters = build(cfg, emulator, sampler_config, stats)
+    target_times = ds["time"].values[2:]
+    truth = states[2:]
+    forcings = emulator.forcings(target_times, ds)
+    k_obs, k_filter = jax.random.split(jax.random.key(cfg.seed))
+    obs_fn = jax.jit(jax.vmap(observation.sample))
+    observations = np.asarray(obs_fn(jax.random.split(k_obs, truth.shape[0]), jnp.asarray(truth)))
+    ensemble = np.broadcast_to(states[:2], (cfg.particles,) + states[:2].shape)
+    out_dir = None if output is None else Path(output)
+    if out_dir is not None:
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    results, seconds = {}, {}
+    for name, filt in filters.items():
+        times: list[float] = []
+        ckpt = None if out_dir is None else out_dir / "checkpoints" / f"{name}.npz"
+        _, res = ax.assimilate(
+            filt, filt.init(ensemble), observations, k_filter, jax.tree.map(jnp.asarray, forcings),
+            checkpoint=ckpt, progress=progress, description=f"{name:>9}",
+            on_cycle=lambda t, d, s, times=times: times.append(s),
+        )
+        results[name], seconds[name] = res, times
+    result = _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_fields, target_times)
+    if out_dir is not None:
+        result.to_netcdf(out_dir / "gencast_assimilation.nc")
+        _figures(cfg, result, out_dir)
+        (out_dir / "summary.txt").write_text(summary_table(result))
+    return result
+
+
+def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_fields, times) -> xr.Dataset:
+    names = list(results)
+    flds = fields(emulator)
+    field_names = [f"{n}" if lv is None else f"{n}_{lv}" for n, lv in flds]
+    coords = {"filter": names, "time": times, "field": field_names}
+    data = {}
+    means, spreads = [], []
+    for n in names:
+        p = np.asarray(results[n].particles)
+        lw = np.asarray(results[n].log_weights)
+        w = np.exp(lw - lw.max(1, keepdims=True))
+        w /= w.sum(1, keepdims=True)
+        mean = np.einsum("tn,tnd->td", w, p)
+        means.append(mean)
+        spreads.append(np.sqrt(np.einsum("tn,tnd->td", w, (p - mean[:, None]) ** 2) * p.shape[1] / (p.shape[1] - 1)))
+    mean_ds = emulator.to_dataset(np.stack(means), sample_dims=("filter", "time"))
+    spread_ds = emulator.to_dataset(np.stack(spreads), sample_dims=("filter", "time"))
+    truth_ds = emulator.to_dataset(truth, sample_dims=("time",))
+    for v in emulator.layout.names:
+        data[f"{v}_mean"] = mean_ds[v]
+        data[f"{v}_spread"] = spread_ds[v]
+        data[f"{v}_truth"] = truth_ds[v]
+    per = {n: field_scores(emulator, np.asarray(results[n].particles), np.asarray(results[n].log_weights), truth) for n in names}
+    for score in ("skill", "skill_latw", "spread", "spread_latw"):
+        data[score] = (("filter", "time", "field"), np.stack([per[n][score] for n in names]))
+    for diag in ("ess", "alpha", "log_likelihood"):
+        data[diag] = (("filter", "time"), np.stack([np.asarray(getattr(results[n].diagnostics, diag)) for n in names]))
+    data["seconds"] = (("filter", "time"), np.array([seconds[n] if len(seconds[n]) == len(times) else [np.nan] * (len(times) - len(seconds[n])) + seconds[n] for n in names]))
+    data["observations"] = (("time", "observation"), observations)
+    data["observation_field"] = ("observation", np.array([f"{n}" if lv is None else f"{n}_{lv}" for n, lv in obs_fields]))
+    ds = xr.Dataset(data, coords={**coords, **{k: v for k, v in mean_ds.coords.items() if k not in ("filter", "time")}})
+    ds["field"].attrs["long_name"] = "variable_level (surface variables without level)"
+    ds["skill"].attrs["long_name"] = "RMSE of the ensemble mean, unweighted (SST over sea only)"
+    ds["skill_latw"].attrs["long_name"] = "RMSE of the ensemble mean, latitude-weighted"
+    ds["seconds"].attrs["long_name"] = "wall time of the cycle (the first includes compilation)"
+    ds.attrs.update({
+        "title": "assimilax GenCast assimilation experiment",
+        "configuration": json.dumps(dataclasses.asdict(cfg)),
+        "assimilax_version": ax.__version__,
+        "observation_space": cfg.space,
+        **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
+    })
+    return ds
+
+
+def summary(ds: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Means over cycles per filter of the latitude-weighted skill/spread of a few fields."""
+    rows = {}
+    for name in ds["filter"].values:
+        f = ds.sel(filter=name)
+        row = {}
+        for field in ds["field"].values:
+            row[f"skill {field}"] = float(f["skill_latw"].sel(field=field).mean())
+            row[f"spread {field}"] = float(f["spread_latw"].sel(field=field).mean())
+        row["ess"] = float(f["ess"].mean())
+        row["alpha"] = float(f["alpha"].mean())
+        sec = f["seconds"].values
+        row["seconds_per_cycle"] = float(np.nanmedian(sec[1:])) if sec.size > 1 else float(sec[0])
+        rows[str(name)] = row
+    return rows
+
+
+def summary_table(ds: xr.Dataset) -> str:
+    """Latitude-weighted skill and spread per field (means over cycles), one column per filter."""
+    rows = summary(ds)
+    names = list(rows)
+    head = f"{'field':>34} | " + " | ".join(f"{n + ' skill':>16} {n + ' spread':>17}" for n in names)
+    lines = ["GenCast assimilation: latitude-weighted RMSE of the mean and spread, means over cycles", head, "-" * len(head)]
+    for field in ds["field"].values:
+        lines.append(f"{field:>34} | " + " | ".join(
+            f"{rows[n][f'skill {field}']:16.4g} {rows[n][f'spread {field}']:17.4g}" for n in names))
+    for key in ("ess", "alpha", "seconds_per_cycle"):
+        lines.append(f"{key:>34} | " + " | ".join(f"{rows[n][key]:16.4g} {'':>17}" for n in names))
+    return "\n".join(lines) + "\n"
+
+
+def _figures(cfg: GenCastExperiment, ds: xr.Dataset, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from assimilax.plotting import plot_skill_spread
+
+    shown = [f for f in ds["field"].values if f.startswith(("2m_temperature", "temperature_500", "geopotential_500", "10m_u"))]
+    shown = shown or list(ds["field"].values[:3])
+    scores = {
+        str(f): {str(n): {"skill": ds["skill_latw"].sel(filter=n, field=f).values,
+                          "spread": ds["spread_latw"].sel(filter=n, field=f).values} for n in ds["filter"].values}
+        for f in shown
+    }
+    fig = plot_skill_spread(scores, np.arange(1, ds.sizes["time"] + 1), out_dir / "skill_spread.png",
+                            title=f"GenCast, N = {cfg.particles}, observed: {', '.join(cfg.observe)} every {cfg.observe_every} points")
+    plt.close(fig)
+    var = "2m_temperature" if "2m_temperature_truth" in ds else str(ds["field"].values[0])
+    last = ds.isel(time=-1)
+    panels = [("truth", last[f"{var}_truth"])]
+    panels += [(f"{n} mean", last[f"{var}_mean"].sel(filter=n)) for n in ds["filter"].values]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3), squeeze=False)
+    lo = float(min(np.nanmin(p.values) for _, p in panels))
+    hi = float(max(np.nanmax(p.values) for _, p in panels))
+    for ax_, (title, p) in zip(axes[0], panels):
+        if "level" in p.dims:
+            p = p.isel(level=0)
+        im = ax_.pcolormesh(p["lon"], p["lat"], p.values, vmin=lo, vmax=hi, shading="auto")
+        ax_.set_title(title)
+        ax_.set_xlabel("lon")
+    axes[0, 0].set_ylabel("lat")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=var)
+    fig.suptitle(f"{var} at {np.datetime_as_string(last['time'].values, unit='h')}")
+    fig.savefig(out_dir / "maps.png", dpi=110)
+    plt.close(fig)
