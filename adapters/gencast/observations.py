@@ -74,7 +74,7 @@ def _coords(layout: ax.StateLayout, name: str) -> tuple[np.ndarray, np.ndarray]:
     return get("lat"), get("lon")
 
 
-def stations(layout: ax.StateLayout, fields: Sequence[Field], lat: ArrayLike, lon: ArrayLike) -> Instrument:
+def stations(layout: ax.StateLayout, fields: Sequence[Field], lat: ArrayLike | Sequence[float], lon: ArrayLike | Sequence[float]) -> Instrument:
     """Bilinear values of each field at the points ``(lat[i], lon[i])`` (degrees)."""
     points = np.stack([np.asarray(lat, np.float64), np.asarray(lon, np.float64)], axis=1)
     ops, out_fields = [], []
@@ -86,7 +86,7 @@ def stations(layout: ax.StateLayout, fields: Sequence[Field], lat: ArrayLike, lo
     return Instrument(ax.Stack(ops) if len(ops) > 1 else ops[0], tuple(out_fields))
 
 
-def gridded(layout: ax.StateLayout, fields: Sequence[Field], mask: ArrayLike) -> Instrument:
+def gridded(layout: ax.StateLayout, fields: Sequence[Field], mask: ArrayLike | Sequence) -> Instrument:
     """The grid points where `mask` (``(lat, lon)`` booleans) is true."""
     mask = np.asarray(mask, bool)
     idx, out_fields = [], []
