@@ -243,3 +243,27 @@ def test_nonlinear_operator_runs_and_pulls_towards_y(guidance):
     before, after = _misfit(fn, y, x_prior), _misfit(fn, y, post)
     print(f"{guidance}: misfit prior {before:.3g} -> guided {after:.3g}")
     assert after < 0.5 * before
+
+
+def test_guidance_below_level_switches_at_max_sigma():
+    """Above `max_sigma` the posterior denoiser is the prior one; at or below, the inner
+    guidance's (checked with the exact MMPS, whose pull towards y is non-zero)."""
+    import assimilax as ax
+
+    d = 4
+    denoiser = ax.GaussianDenoiser(jnp.eye(d))
+    operator = ax.Selection.every(2, d)
+    noise = ax.DiagonalGaussianNoise(0.5, 2)
+    y = jnp.array([3.0, -3.0])
+    x_t = jnp.ones(d)
+    inner = ax.MMPS(iterations=2)
+    wrapped = ax.GuidanceBelowLevel(inner, max_sigma=2.0)
+    for sigma in (0.5, 2.0, 3.0, 80.0):
+        prior = denoiser(x_t, sigma, None)
+        got = jax.jit(lambda x: wrapped(lambda z: denoiser(z, sigma, None), x, sigma, y, operator, noise))(x_t)
+        guided = inner(lambda z: denoiser(z, sigma, None), x_t, sigma, y, operator, noise)
+        expected = guided if sigma <= 2.0 else prior
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6)
+        assert not np.allclose(np.asarray(guided), np.asarray(prior))
+    with pytest.raises(ValueError, match="max_sigma"):
+        ax.GuidanceBelowLevel(inner, max_sigma=0.0)

@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--solver", default=d.solver, choices=sorted(SOLVERS), help="probability-flow ODE solver")
     p.add_argument("--corrector-steps", type=int, default=d.corrector_steps, help="Langevin corrector steps per level")
     p.add_argument("--cg-iterations", type=int, default=d.cg_iterations, help="conjugate-gradient steps of MMPS")
+    p.add_argument("--guidance-max-sigma", type=float, default=d.guidance_max_sigma, help="guide the proposals only at noise levels below this")
     p.add_argument("--ess-band", type=float, nargs=2, default=list(d.ess_band), metavar=("LOW", "HIGH"), help="tempering ESS band, fractions of N")
     p.add_argument("--emulator", default=None, help="path of other trained weights (.eqx with its .json)")
     p.add_argument("--output", "-o", default="outputs/lorenz96", help="output folder")
@@ -60,6 +61,7 @@ def main(args: argparse.Namespace) -> int:
             solver=args.solver,
             corrector_steps=args.corrector_steps,
             cg_iterations=args.cg_iterations,
+            guidance_max_sigma=args.guidance_max_sigma,
             ess_band=tuple(args.ess_band),
             emulator_path=args.emulator,
         )

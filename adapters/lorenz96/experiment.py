@@ -51,6 +51,7 @@ class TwinExperiment:
     solver: str = "dpm2s"
     corrector_steps: int = 0
     cg_iterations: int = 1
+    guidance_max_sigma: float = 5.0
     ess_band: tuple[float, float] = (0.2, 0.25)
     emulator_path: str | None = None
 
@@ -77,6 +78,8 @@ class TwinExperiment:
             problems.append(f"unknown solver {self.solver!r}; choose from {list(SOLVERS)}")
         if self.levels < 2:
             problems.append(f"levels must be at least 2, got {self.levels}")
+        if not self.guidance_max_sigma > 0:
+            problems.append(f"guidance_max_sigma must be positive, got {self.guidance_max_sigma}")
         if self.cg_iterations < 1:
             problems.append(f"cg_iterations must be at least 1, got {self.cg_iterations}")
         lo, hi = self.ess_band
@@ -131,7 +134,8 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
         unroll=True,  # a small network on CPU: 5-6x faster unrolled (see assimilax.sampling)
     )
     tempering = ax.ESSBandTempering(*cfg.ess_band)
-    guidance = ax.MMPS(iterations=cfg.cg_iterations)
+    # The trained emulator's Jacobian is unreliable at high noise (see GuidanceBelowLevel).
+    guidance = ax.GuidanceBelowLevel(ax.MMPS(iterations=cfg.cg_iterations), cfg.guidance_max_sigma)
     oracle = oracle_emulator(cfg.q, cfg.dim)
     filters: dict[str, ax.AbstractFilter] = {}
     if cfg.uses_trained_emulator():

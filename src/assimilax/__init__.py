@@ -40,6 +40,7 @@ from .interop import (
 from .guidance import (
     AbstractGuidance as AbstractGuidance,
     DPS as DPS,
+    GuidanceBelowLevel as GuidanceBelowLevel,
     MMPS as MMPS,
     PseudoInverse as PseudoInverse,
     posterior_denoiser as posterior_denoiser,
