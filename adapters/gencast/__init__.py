@@ -14,13 +14,24 @@ In place so far (see ``README.md`` in this folder for the plan):
 - [`transformer`][assimilax_adapters.gencast.transformer]: the k-hop masked mesh transformer.
 - [`denoiser`][assimilax_adapters.gencast.denoiser]: [`GenCastDenoiser`][], an
   `assimilax.AbstractDenoiser` loaded from a checkpoint.
-- [`testing`][assimilax_adapters.gencast.testing]: a tiny configuration for tests.
+- [`normalization`][assimilax_adapters.gencast.normalization]: the statistics files and the residual target map.
+- [`data`][assimilax_adapters.gencast.data]: progress forcings, ERA5-layout datasets.
+- [`sampler`][assimilax_adapters.gencast.sampler]: GenCast's sampler and spherical noise.
+- [`emulator`][assimilax_adapters.gencast.emulator]: [`GenCastEmulator`][], the core emulator.
+- [`observations`][assimilax_adapters.gencast.observations]: lat-lon observation operators.
+- [`experiment`][assimilax_adapters.gencast.experiment]: the reference experiment (`assimilax gencast`).
+- [`testing`][assimilax_adapters.gencast.testing]: tiny configurations and synthetic data for tests.
 """
 
 from . import (
     checkpoint as checkpoint,
     config as config,
+    data as data,
     denoiser as denoiser,
+    emulator as emulator,
+    normalization as normalization,
+    observations as observations,
+    sampler as sampler,
     graph_net as graph_net,
     grid_mesh as grid_mesh,
     mesh as mesh,
@@ -49,3 +60,6 @@ from .denoiser import (
     stack_dataset as stack_dataset,
 )
 from .params import expected_param_shapes as expected_param_shapes
+from .emulator import GenCastEmulator as GenCastEmulator
+from .normalization import Statistics as Statistics
+from .sampler import SphericalNoise as SphericalNoise, gencast_sampler as gencast_sampler
