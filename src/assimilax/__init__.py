@@ -47,6 +47,7 @@ from .guidance import (
 )
 from .layout import StateLayout as StateLayout
 from . import metrics as metrics
+from .metrics import latitude_weights as latitude_weights
 from .observations import (
     AbstractObservationNoise as AbstractObservationNoise,
     AbstractObservationOperator as AbstractObservationOperator,
