@@ -212,8 +212,10 @@ class GuidanceBelowLevel(AbstractGuidance):
     ``[-1.08, 2.04]`` at ``sigma = 80`` and ``[0.004, 0.19]`` at ``sigma = 5``, against about
     ``0.085`` for the true law), and the guided sampler can then leave the data
     distribution.  Below `max_sigma` the likelihood still steers every remaining step.
-    The switch is a `lax.cond` on the (unbatched) noise level, so the guidance costs
-    nothing above it.
+
+    The switch is a `jnp.where`, so the guided value is still computed above `max_sigma`
+    (and discarded): a `lax.cond` would skip it, but inside the vmapped, unrolled sampler
+    it made a Lorenz-96 FA-APF cycle 15 times slower on CPU (6.6 s against 0.45 s).
     """
 
     guidance: AbstractGuidance
@@ -224,12 +226,8 @@ class GuidanceBelowLevel(AbstractGuidance):
             raise ValueError(f"GuidanceBelowLevel needs max_sigma > 0, got {self.max_sigma}.")
 
     def __call__(self, denoise, x_t, sigma, y, observe, noise):
-        return jax.lax.cond(
-            jnp.asarray(sigma) <= self.max_sigma,
-            lambda x: self.guidance(denoise, x, sigma, y, observe, noise),
-            denoise,
-            x_t,
-        )
+        guided = self.guidance(denoise, x_t, sigma, y, observe, noise)
+        return jnp.where(jnp.asarray(sigma) <= self.max_sigma, guided, denoise(x_t))
 
 
 def posterior_denoiser(
