@@ -37,12 +37,7 @@ from .observations import all_levels, every_nth, observation_model
 from .sampler import gencast_sampler
 
 FILTERS = ("fa-apf", "forecast")
-SOLVERS = {
-    "euler": lambda: __import__("diffrax").Euler(),
-    "heun": lambda: __import__("diffrax").Heun(),
-    "ab3": ax.AdamsBashforth3,
-    "dpm2s": ax.DPMSolverPP2S,
-}
+SOLVERS = ax.SOLVER_NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +139,7 @@ def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, sta
     sampler = ax.Sampler(
         ax.EDMSchedule(cfg.sigma_min, cfg.sigma_max, cfg.rho),
         cfg.levels,
-        SOLVERS[cfg.solver](),
+        ax.solver_by_name(cfg.solver),
         ax.LangevinCorrector(cfg.corrector_steps, 0.2) if cfg.corrector_steps else None,
     )
     filters: dict[str, ax.AbstractFilter] = {}
