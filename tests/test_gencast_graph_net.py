@@ -12,12 +12,11 @@ noise encoder agree bit for bit, mesh2grid to 1.5e-6 (summation order of the sca
 from pathlib import Path
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from assimilax_adapters.gencast import denoiser as D, params as P, testing as T
+from assimilax_adapters.gencast import testing as T
 
 GOLDEN = Path(__file__).parent / "data" / "gencast" / "tiny_golden.npz"
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -25,10 +24,7 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 @pytest.fixture(scope="module")
 def setup():
-    task, arch, nenc = T.tiny_task(), T.tiny_arch(), T.tiny_noise_encoder()
-    params = P.random_params(P.checkpoint_param_shapes(task, arch, nenc), seed=0)
-    den = D.GenCastDenoiser.from_params(params, task, arch, nenc, T.LAT, T.LON)
-    return den, dict(np.load(GOLDEN))
+    return T.tiny_denoiser(seed=0), dict(np.load(GOLDEN))
 
 
 def batch_first(a):

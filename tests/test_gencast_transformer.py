@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.sparse import csgraph
 
-from assimilax_adapters.gencast import denoiser as D, params as P, testing as T
+from assimilax_adapters.gencast import params as P, testing as T
 from assimilax_adapters.gencast import transformer as TR
 from assimilax_adapters.gencast.mesh import faces_to_edges, gencast_mesh
 
@@ -24,10 +24,7 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 @pytest.fixture(scope="module")
 def setup():
-    task, arch, nenc = T.tiny_task(), T.tiny_arch(), T.tiny_noise_encoder()
-    params = P.random_params(P.checkpoint_param_shapes(task, arch, nenc), seed=0)
-    den = D.GenCastDenoiser.from_params(params, task, arch, nenc, T.LAT, T.LON)
-    return den, dict(np.load(GOLDEN))
+    return T.tiny_denoiser(seed=0), dict(np.load(GOLDEN))
 
 
 def test_transformer_matches_reference(setup):

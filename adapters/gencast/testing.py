@@ -46,6 +46,15 @@ def tiny_noise_encoder() -> C.NoiseEncoderConfig:
     return C.NoiseEncoderConfig(num_frequencies=4, output_sizes=(8, 8))
 
 
+def tiny_denoiser(seed: int = 0):
+    """The tiny GenCast denoiser with the random parameters the golden files were made with."""
+    from . import denoiser as D, params as P
+
+    task, arch, nenc = tiny_task(), tiny_arch(), tiny_noise_encoder()
+    params = P.random_params(P.checkpoint_param_shapes(task, arch, nenc), seed=seed)
+    return D.GenCastDenoiser.from_params(params, task, arch, nenc, LAT, LON)
+
+
 def tiny_data(seed: int = 0):
     """``(inputs, targets, forcings)``: ``{name: (dims, float32 array)}`` with a batch axis."""
     rng = np.random.default_rng(seed)
