@@ -33,6 +33,8 @@ encoding (last of ``noise_encoder_config.output_sizes``), ``F`` = grid input cha
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 import pandas as pd
 
 from .config import (
@@ -196,14 +198,12 @@ def count_params(shapes: Mapping[str, Mapping[str, tuple[int, ...]]]) -> int:
 
 def random_params(
     shapes: Mapping[str, Mapping[str, tuple[int, ...]]], seed: int = 0
-) -> dict[str, dict[str, "np.ndarray"]]:
+) -> dict[str, dict[str, np.ndarray]]:
     """Random float32 parameters for `shapes` (tests and examples; not a trained model).
 
     Weights ``w ~ N(0, 1 / fan_in)``, biases ``b ~ N(0, 0.1^2)``, drawn with NumPy's PCG64
     in sorted module/name order, so a seed gives the same tree on every platform.
     """
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, np.ndarray]] = {}
     for module in sorted(shapes):

@@ -16,7 +16,6 @@ set of filters run from the same perturbed start on the same observations:
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import jax
