@@ -34,7 +34,6 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-
 import pandas as pd
 
 from .config import (
