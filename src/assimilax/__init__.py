@@ -19,6 +19,7 @@ from .exact_emulators import (
 )
 from .filters import (
     AbstractFilter as AbstractFilter,
+    BlockFAAPF as BlockFAAPF,
     BootstrapPF as BootstrapPF,
     Diagnostics as Diagnostics,
     EnsembleForecast as EnsembleForecast,
@@ -46,6 +47,7 @@ from .guidance import (
     posterior_denoiser as posterior_denoiser,
 )
 from .layout import StateLayout as StateLayout
+from .localisation import BlockLocalisation as BlockLocalisation
 from . import metrics as metrics
 from .metrics import latitude_weights as latitude_weights
 from .observations import (

@@ -5,6 +5,7 @@ from .base import (
     Diagnostics as Diagnostics,
     FilterState as FilterState,
 )
+from .block_fa_apf import BlockFAAPF as BlockFAAPF, glue_histories as glue_histories
 from .bootstrap import BootstrapPF as BootstrapPF
 from .enkf import StochasticEnKF as StochasticEnKF
 from .fa_apf import FAAPF as FAAPF

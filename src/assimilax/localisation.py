@@ -1,0 +1,117 @@
+"""Block localisation: a partition of the state and of the observations into blocks.
+
+A particle filter's weights degenerate with the number of independent observations
+(Snyder et al. 2008).  The block particle filter (Rebeschini & van Handel 2015) weights
+and resamples each block of state components with the observations of that block only,
+then glues the blocks of different ancestors together.  This module holds the partition;
+[`assimilax.BlockFAAPF`][] uses it.
+
+Observation ``j`` belongs to the block whose components it is most sensitive to:
+``b(j) = argmax_b |J 1_b|_j`` with ``J`` the operator's Jacobian (the operator itself when
+it is linear) and ``1_b`` the indicator of block ``b``.  For a selection this is the block
+of the selected component; for an interpolation or a block mean, the block holding the
+largest share of the weights.
+"""
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, Shaped
+
+from .observations import AbstractObservationOperator
+
+
+class BlockLocalisation(eqx.Module):
+    """Which block each state component and each observation belongs to.
+
+    **Arguments:**
+
+    - `state_blocks`: ``(d,)`` block index in ``[0, n_blocks)`` of every state component.
+    - `obs_blocks`: ``(p,)`` block index of every observation.
+    - `n_blocks`: the number of blocks (static).
+
+    Build one with [`BlockLocalisation.contiguous`][] or
+    [`BlockLocalisation.from_state_blocks`][].
+    """
+
+    state_blocks: Int[Array, " d"]
+    obs_blocks: Int[Array, " p"]
+    n_blocks: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        state_blocks: Shaped[ArrayLike, " d"] | Sequence[int],
+        obs_blocks: Shaped[ArrayLike, " p"] | Sequence[int],
+        n_blocks: int | None = None,
+    ):
+        state_blocks = np.asarray(state_blocks)
+        obs_blocks = np.asarray(obs_blocks)
+        for name, blocks in (("state_blocks", state_blocks), ("obs_blocks", obs_blocks)):
+            if blocks.ndim != 1 or not np.issubdtype(blocks.dtype, np.integer):
+                raise ValueError(
+                    f"BlockLocalisation: {name} must be a 1-D integer array, got "
+                    f"dtype {blocks.dtype} and shape {blocks.shape}."
+                )
+        if n_blocks is None:
+            n_blocks = int(max(state_blocks.max(initial=-1), obs_blocks.max(initial=-1))) + 1
+        for name, blocks in (("state_blocks", state_blocks), ("obs_blocks", obs_blocks)):
+            if blocks.size and (blocks.min() < 0 or blocks.max() >= n_blocks):
+                raise ValueError(
+                    f"BlockLocalisation: {name} has indices in [{blocks.min()}, "
+                    f"{blocks.max()}], outside [0, {n_blocks})."
+                )
+        self.state_blocks = jnp.asarray(state_blocks, jnp.int32)
+        self.obs_blocks = jnp.asarray(obs_blocks, jnp.int32)
+        self.n_blocks = int(n_blocks)
+
+    @property
+    def state_size(self) -> int:
+        return self.state_blocks.shape[0]
+
+    @property
+    def obs_size(self) -> int:
+        return self.obs_blocks.shape[0]
+
+    @classmethod
+    def from_state_blocks(
+        cls,
+        state_blocks: Shaped[ArrayLike, " d"] | Sequence[int],
+        operator: AbstractObservationOperator,
+        at: Float[ArrayLike, " d"] | None = None,
+    ) -> "BlockLocalisation":
+        """Assign each observation to the block it is most sensitive to.
+
+        ``b(j) = argmax_b |J 1_b|_j``, ``J`` the Jacobian of `operator` at `at` (default
+        the zero state; irrelevant for a linear operator).
+        """
+        state_blocks = np.asarray(state_blocks)
+        d = state_blocks.shape[0]
+        operator.check_state_size(d)
+        n_blocks = int(state_blocks.max(initial=-1)) + 1
+        x0 = jnp.zeros(d) if at is None else jnp.asarray(at, dtype=jnp.result_type(float))
+        indicators = jnp.asarray(
+            state_blocks[None, :] == np.arange(n_blocks)[:, None], x0.dtype
+        )
+        sensitivity = jax.vmap(lambda v: jax.jvp(operator, (x0,), (v,))[1])(indicators)
+        obs_blocks = np.asarray(jnp.argmax(jnp.abs(sensitivity), axis=0))
+        if np.any(np.all(np.asarray(sensitivity) == 0, axis=0)):
+            bad = int(np.argmax(np.all(np.asarray(sensitivity) == 0, axis=0)))
+            raise ValueError(
+                f"BlockLocalisation: observation {bad} does not depend on any state "
+                "component at the linearisation point; give `obs_blocks` explicitly."
+            )
+        return cls(state_blocks, obs_blocks, n_blocks)
+
+    @classmethod
+    def contiguous(
+        cls, state_size: int, block_size: int, operator: AbstractObservationOperator
+    ) -> "BlockLocalisation":
+        """Blocks of `block_size` consecutive components (the last one may be shorter)."""
+        if block_size < 1 or block_size > state_size:
+            raise ValueError(
+                f"BlockLocalisation: block_size must be in [1, {state_size}], got {block_size}."
+            )
+        return cls.from_state_blocks(np.arange(state_size) // block_size, operator)
