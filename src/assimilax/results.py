@@ -4,7 +4,9 @@
 ``particle`` dimensions (and the state's own dimensions from a
 [`assimilax.StateLayout`][]), the per-cycle diagnostics, and the filter's full
 configuration in the attributes; [`scores`][] computes skill, spread, spread/skill and
-CRPS per cycle against a truth, over all components or a subset.
+CRPS per cycle against a truth, over all components or a subset.  Both also take the
+[`FilterMoments`][assimilax.assimilate.FilterMoments] of ``assimilate(..., keep="moments")``
+(mean and variance instead of particles; no CRPS, which needs the ensemble).
 """
 
 from collections.abc import Mapping, Sequence
@@ -18,6 +20,7 @@ import xarray as xr
 from jaxtyping import ArrayLike, Bool, Float
 
 from . import metrics
+from .assimilate import FilterMoments
 from .filters.base import AbstractFilter
 from .filters.run import FilterOutput
 from .layout import StateLayout
@@ -29,7 +32,7 @@ def describe(filt: AbstractFilter) -> str:
 
 
 def to_dataset(
-    output: FilterOutput,
+    output: FilterOutput | FilterMoments,
     layout: StateLayout | None = None,
     times: Sequence | np.ndarray | None = None,
     filt: AbstractFilter | None = None,
@@ -39,31 +42,46 @@ def to_dataset(
 
     **Arguments:**
 
-    - `output`: from [`assimilax.filter_scan`][] or [`assimilax.assimilate`][].
+    - `output`: from [`assimilax.filter_scan`][] or [`assimilax.assimilate`][].  A
+      `FilterMoments` gives, for each variable ``v`` of the layout, ``v_mean`` and
+      ``v_variance`` over ``time`` instead of the ensemble ``v`` over ``time, particle``
+      (and no ``log_weights``).
     - `layout`: how the flat state maps to variables; default one vector variable ``x``
       with dimension ``variable``.
     - `times`: coordinate of the ``time`` dimension (default ``0..T-1``).
     - `filt`: the filter, whose configuration is recorded in the attribute ``filter``.
     - `attrs`: further attributes (scalars or strings; anything else is stored as text).
     """
-    particles = np.asarray(output.particles)
-    n_times, n_particles, size = particles.shape
+    moments = isinstance(output, FilterMoments)
+    first = np.asarray(output.mean if moments else output.particles)
+    n_times, size = first.shape[0], first.shape[-1]
     vector = layout is None
     layout = StateLayout.vector(size) if vector else layout
     times = np.arange(n_times) if times is None else np.asarray(times)
-    ds = layout.unflatten(
-        particles,
-        sample_dims=("time", "particle"),
-        sample_coords={"time": times, "particle": np.arange(n_particles)},
-    )
+    if moments:
+        parts = []
+        for stat, values in (("mean", output.mean), ("variance", output.variance)):
+            part = layout.unflatten(np.asarray(values), sample_dims=("time",), sample_coords={"time": times})
+            for name in part.data_vars:
+                part[name].attrs["long_name"] = f"weighted ensemble {stat} of {name}"
+            parts.append(part.rename({name: f"{name}_{stat}" for name in part.data_vars}))
+        ds = xr.merge(parts, combine_attrs="override")
+    else:
+        n_particles = first.shape[1]
+        ds = layout.unflatten(
+            first,
+            sample_dims=("time", "particle"),
+            sample_coords={"time": times, "particle": np.arange(n_particles)},
+        )
     if vector:
         ds = ds.assign_coords(variable=np.arange(size))
     diag = output.diagnostics
-    ds["log_weights"] = (("time", "particle"), np.asarray(output.log_weights))
+    if not moments:
+        ds["log_weights"] = (("time", "particle"), np.asarray(output.log_weights))
+        ds["log_weights"].attrs["long_name"] = "normalised log-weights of the analysis particles"
     ds["ess"] = ("time", np.asarray(diag.ess))
     ds["alpha"] = ("time", np.asarray(diag.alpha))
     ds["log_likelihood"] = ("time", np.asarray(diag.log_likelihood))
-    ds["log_weights"].attrs["long_name"] = "normalised log-weights of the analysis particles"
     ds["ess"].attrs["long_name"] = "effective sample size of the resampling weights"
     ds["alpha"].attrs["long_name"] = "tempering exponent (inflation R / alpha)"
     ds["log_likelihood"].attrs["long_name"] = "estimate of log p(y[k] | y[:k])"
@@ -76,7 +94,7 @@ def to_dataset(
 
 
 def scores(
-    output: FilterOutput,
+    output: FilterOutput | FilterMoments,
     truth: Float[ArrayLike, "T d"],
     components: Bool[ArrayLike, " d"] | None = None,
     area_weights: Float[ArrayLike, " d"] | None = None,
@@ -85,20 +103,26 @@ def scores(
 
     `components` selects a subset of the state (e.g. the observed or unobserved
     components); `area_weights` (e.g. latitude weights of the flat state) weight the
-    average over components.  Returns arrays of shape ``(T,)``.
+    average over components.  Returns arrays of shape ``(T,)``; from a `FilterMoments`
+    skill, spread and spread/skill only (the same numbers, to float rounding).
     """
-    particles = jnp.asarray(output.particles)
+    moments = isinstance(output, FilterMoments)
+    first = jnp.asarray(output.mean if moments else output.particles)
     truth = jnp.asarray(truth)
-    if truth.shape != (particles.shape[0], particles.shape[2]):
+    if truth.shape != (first.shape[0], first.shape[-1]):
         raise ValueError(
             f"truth has shape {truth.shape}, expected (times, state) = "
-            f"{(particles.shape[0], particles.shape[2])}."
+            f"{(first.shape[0], first.shape[-1])}."
         )
+    second = jnp.asarray(output.variance if moments else output.log_weights)
     if components is not None:
         idx = np.flatnonzero(np.asarray(components))
-        particles, truth = particles[..., idx], truth[..., idx]
+        first, truth = first[..., idx], truth[..., idx]
+        second = second[..., idx] if moments else second
         area_weights = None if area_weights is None else jnp.asarray(area_weights)[idx]
-    weights = jnp.exp(jnp.asarray(output.log_weights))
+    if moments:
+        return _moment_scores(first, second, truth, area_weights)
+    particles, weights = first, jnp.exp(second)
 
     def per_cycle(ens, w, x):
         return (
@@ -110,3 +134,17 @@ def scores(
     skill, spread, crps = jax.vmap(per_cycle)(particles, weights, truth)
     skill, spread, crps = (np.asarray(a) for a in (skill, spread, crps))
     return {"skill": skill, "spread": spread, "spread_skill": spread / skill, "crps": crps}
+
+
+def _moment_scores(mean, variance, truth, area_weights) -> dict[str, np.ndarray]:
+    """What [`scores`][] computes from the ensemble, from its mean and variance."""
+
+    def per_cycle(m, v, x):
+        # metrics.skill and metrics.spread, with the ensemble's moments already reduced
+        return (
+            jnp.sqrt(metrics._state_average((m - x) ** 2, area_weights)),
+            jnp.sqrt(metrics._state_average(v, area_weights)),
+        )
+
+    skill, spread = (np.asarray(a) for a in jax.vmap(per_cycle)(mean, variance, truth))
+    return {"skill": skill, "spread": spread, "spread_skill": spread / skill}
