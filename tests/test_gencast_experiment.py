@@ -3,7 +3,8 @@
 Run as a subprocess (``python -m assimilax_adapters.gencast.cli gencast ...``) with XLA's CPU
 backend optimisations off (compilation 5x faster; same computation) so that the whole job,
 FA-APF and GenCast-sampler forecast, takes about 10 s.  Checks the NetCDF contents, figures,
-summary, and that bad options give clear errors.
+summary, that keeping only the ensemble moments gives the same scores, and that bad options
+give clear errors.
 """
 
 import os
@@ -15,6 +16,7 @@ import pytest
 import xarray as xr
 
 from assimilax_adapters.gencast import SamplerConfig, save_checkpoint, testing as T
+from assimilax_adapters.gencast.experiment import GenCastExperiment
 
 ENV = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
 
@@ -33,12 +35,21 @@ def files(tmp_path_factory):
     return root
 
 
-def test_cli_writes_outputs(files):
-    out = files / "out"
+def run_tiny(files, out, *options):
     r = cli("--checkpoint", files / "tiny.npz", "--stats", files / "stats", "--truth", files / "era5.nc",
             "-n", 4, "--levels", 2, "--solver", "euler", "--corrector-steps", 0, "--ess-band", 0.5, 0.75,
-            "-o", out, "--no-progress")
+            "-o", out, "--no-progress", *options)
     assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(files):
+    return run_tiny(files, files / "out", "--keep", "ensemble")
+
+
+def test_cli_writes_outputs(ensemble_run):
+    out = ensemble_run
     for f in ("gencast_assimilation.nc", "maps.png", "skill_spread.png", "summary.txt", "checkpoints/fa-apf.npz"):
         assert (out / f).exists(), f
     ds = xr.load_dataset(out / "gencast_assimilation.nc")
@@ -46,12 +57,38 @@ def test_cli_writes_outputs(files):
     assert ds.sizes["time"] == 3
     assert set(ds["field"].values) == {"2m_temperature", "sea_surface_temperature", "temperature_500",
                                        "temperature_850", "total_precipitation_12hr"}
-    for v in ("skill", "skill_latw", "spread", "spread_latw", "ess", "alpha"):
+    for v in ("skill", "skill_latw", "spread", "spread_latw", "crps", "crps_latw", "ess", "alpha"):
         assert np.all(np.isfinite(ds[v].values)), v
     assert ds["temperature_mean"].dims == ("filter", "time", "level", "lat", "lon")
     assert np.isnan(ds["sea_surface_temperature_truth"].values).any()  # land reintroduced
     assert ds.sizes["observation"] == 3 * 21
     assert "fa-apf skill" in (out / "summary.txt").read_text()
+
+
+def test_cli_keep_moments_and_guidance_max_sigma(files, ensemble_run):
+    # Guidance below 1000 > sigma_max = 88 is guidance at every level: the same filter as
+    # the ensemble run's, so the same key gives the same analyses.
+    out = run_tiny(files, files / "out_moments", "--keep", "moments", "--guidance-max-sigma", 1000)
+    for f in ("gencast_assimilation.nc", "maps.png", "skill_spread.png", "summary.txt", "checkpoints/fa-apf.npz"):
+        assert (out / f).exists(), f
+    with np.load(out / "checkpoints" / "fa-apf.npz") as ckpt:
+        assert "mean" in ckpt and "particles" not in ckpt
+    ds = xr.load_dataset(out / "gencast_assimilation.nc")
+    ref = xr.load_dataset(ensemble_run / "gencast_assimilation.nc")
+    assert "crps" not in ds and "crps" in ref  # the CRPS needs the ensemble
+    assert '"guidance_max_sigma": 1000.0' in ds.attrs["configuration"]
+    assert "GuidanceBelowLevel" in ds.attrs["filter_fa-apf"]
+    # Moments reduced in float32 in the compiled step vs from the host ensemble: rounding.
+    for v in ("skill", "skill_latw", "spread", "spread_latw", "ess", "alpha", "temperature_mean", "temperature_spread"):
+        np.testing.assert_allclose(ds[v].values, ref[v].values, rtol=1e-5, atol=1e-6, err_msg=v)
+
+
+def test_experiment_validates_new_options():
+    base = dict(checkpoint="c.npz", stats="s", truth="t.nc")
+    with pytest.raises(ValueError, match="keep must be one of"):
+        GenCastExperiment(**base, keep="particles")
+    with pytest.raises(ValueError, match="guidance_max_sigma must be positive"):
+        GenCastExperiment(**base, guidance_max_sigma=0.0)
 
 
 def test_cli_bad_options(files):

@@ -4,7 +4,7 @@ import argparse
 import sys
 import time
 
-from .experiment import FILTERS, SOLVERS, GenCastExperiment
+from .experiment import FILTERS, KEEP, SOLVERS, GenCastExperiment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,11 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--solver", default="ab3", choices=sorted(SOLVERS), help="probability-flow ODE solver of the guided sampler")
     p.add_argument("--corrector-steps", type=int, default=2, help="Langevin corrector steps per level")
     p.add_argument("--cg-iterations", type=int, default=1, help="conjugate-gradient steps of MMPS")
+    p.add_argument("--guidance-max-sigma", type=float, default=None, metavar="SIGMA",
+                   help="guide the FA-APF proposals only at noise levels sigma <= SIGMA (default: at every level); "
+                        "a trained network's Tweedie Jacobian is unreliable at the top levels (the Lorenz-96 job uses 5)")
     p.add_argument("--ess-band", type=float, nargs=2, default=[50 / 256, 60 / 256], metavar=("LOW", "HIGH"), help="tempering ESS band, fractions of N")
     p.add_argument("--filters", nargs="+", default=list(FILTERS), choices=FILTERS, metavar="FILTER", help=f"from {', '.join(FILTERS)}")
     p.add_argument("--noise", default="spherical", choices=("spherical", "white"), help="sampler noise")
     p.add_argument("--attention", default="auto", choices=("auto", "dense", "banded"), help="mesh attention implementation")
     p.add_argument("--seed", type=int, default=0, help="seed of observations and filters")
+    p.add_argument("--keep", default="ensemble", choices=KEEP,
+                   help="what each cycle brings to the host: the N analysis states (also gives CRPS) or only "
+                        "their mean and variance (2 states; for 0.25 degrees or large N)")
     p.add_argument("--output", "-o", default="outputs/gencast", help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=main)
@@ -54,8 +60,9 @@ def main(args: argparse.Namespace) -> int:
             cycles=args.cycles, start=args.start, observe=tuple(args.observe),
             observe_every=args.observe_every, obs_std=args.obs_std, space=args.space, levels=args.levels,
             solver=args.solver, corrector_steps=args.corrector_steps, cg_iterations=args.cg_iterations,
-            ess_band=tuple(args.ess_band), filters=tuple(dict.fromkeys(args.filters)), noise=args.noise,
-            attention=args.attention, seed=args.seed,
+            guidance_max_sigma=args.guidance_max_sigma, ess_band=tuple(args.ess_band),
+            filters=tuple(dict.fromkeys(args.filters)), noise=args.noise, attention=args.attention,
+            seed=args.seed, keep=args.keep,
         )
         start = time.perf_counter()
         ds = experiment.run(cfg, args.output, progress=not args.no_progress)

@@ -9,25 +9,33 @@ steps), the job
    temperature on all levels at every 4th grid point, noise 0.1 in normalised units;
 3. runs the FA-APF (Dirac weights at the predictive mean, ESS-band tempering, MMPS-guided
    proposals with the reference's sampler: 32 Karras levels 2e-5..88, rho 6, third-order
-   Adams-Bashforth, 2 Langevin corrector steps) and the unconditional GenCast ensemble
-   (GenCast's own DPM-Solver++(2S) with churn, from the checkpoint's sampler config);
+   Adams-Bashforth, 2 Langevin corrector steps; optionally guided only below a noise level)
+   and the unconditional GenCast ensemble (GenCast's own DPM-Solver++(2S) with churn, from
+   the checkpoint's sampler config);
 4. writes ``gencast_assimilation.nc`` (ensemble mean and spread fields, truth,
    observations, per-cycle skill and spread per variable and level, latitude-weighted and
-   not, ESS, tempering alpha, timings; the configuration in the attributes), figures
-   (``skill_spread.png``, ``maps.png``: truth / analysis mean / forecast mean) and
-   ``summary.txt``; each filter checkpoints to ``checkpoints/<filter>.npz`` and resumes.
+   not, CRPS too when the ensembles are kept, ESS, tempering alpha, timings; the
+   configuration in the attributes), figures (``skill_spread.png``, ``maps.png``: truth /
+   analysis mean / forecast mean) and ``summary.txt``; each filter checkpoints to
+   ``checkpoints/<filter>.npz`` and resumes.
+
+With ``keep="moments"`` only each cycle's ensemble mean and variance come back to the host
+(2 states per cycle instead of N): every output above but the CRPS is the same.
 """
 
 import dataclasses
 import json
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from jaxtyping import Float
 
 import assimilax as ax
+from assimilax.assimilate import FilterMoments
 
 from .checkpoint import load_checkpoint
 from .data import prepare_dataset
@@ -38,6 +46,7 @@ from .sampler import gencast_sampler
 
 FILTERS = ("fa-apf", "forecast")
 SOLVERS = ax.SOLVER_NAMES
+KEEP = ("ensemble", "moments")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +70,13 @@ class GenCastExperiment:
     solver: str = "ab3"
     corrector_steps: int = 2
     cg_iterations: int = 1
+    guidance_max_sigma: float | None = None
     ess_band: tuple[float, float] = (50 / 256, 60 / 256)
     filters: tuple[str, ...] = FILTERS
     noise: str = "spherical"
     attention: str = "auto"
     seed: int = 0
+    keep: str = "ensemble"
 
     def __post_init__(self):
         problems = []
@@ -81,6 +92,10 @@ class GenCastExperiment:
             problems.append(f"space must be 'normalised' or 'physical', got {self.space!r}")
         if self.levels < 2:
             problems.append(f"levels must be at least 2, got {self.levels}")
+        if self.guidance_max_sigma is not None and not self.guidance_max_sigma > 0:
+            problems.append(f"guidance_max_sigma must be positive (or None), got {self.guidance_max_sigma}")
+        if self.keep not in KEEP:
+            problems.append(f"keep must be one of {list(KEEP)}, got {self.keep!r}")
         if self.solver not in SOLVERS:
             problems.append(f"unknown solver {self.solver!r}; choose from {list(SOLVERS)}")
         unknown = sorted(set(self.filters) - set(FILTERS))
@@ -142,22 +157,49 @@ def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, sta
         ax.solver_by_name(cfg.solver),
         ax.LangevinCorrector(cfg.corrector_steps, 0.2) if cfg.corrector_steps else None,
     )
+    guidance = ax.MMPS(iterations=cfg.cg_iterations)
+    if cfg.guidance_max_sigma is not None:
+        # A trained network's Jacobian is unreliable at the top noise levels (GuidanceBelowLevel).
+        guidance = ax.GuidanceBelowLevel(guidance, cfg.guidance_max_sigma)
     filters: dict[str, ax.AbstractFilter] = {}
     for name in cfg.filters:
         if name == "fa-apf":
             filters[name] = ax.FAAPF(
-                emulator, observation, sampler, ax.MMPS(iterations=cfg.cg_iterations),
-                tempering=ax.ESSBandTempering(*cfg.ess_band),
+                emulator, observation, sampler, guidance, tempering=ax.ESSBandTempering(*cfg.ess_band),
             )
         elif name == "forecast":
             filters[name] = ax.EnsembleForecast(emulator, gencast_sampler(sampler_config), observation)
     return observation, obs_fields, filters
 
 
-def field_scores(emulator: GenCastEmulator, particles: np.ndarray, log_weights: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+def analysis_moments(result: ax.FilterOutput | FilterMoments) -> tuple[Float[np.ndarray, "T d"], Float[np.ndarray, "T d"]]:
+    """The weighted mean and (ddof = 1) variance ``(T, d)`` of each cycle's analysis.
+
+    Kept as they are from a `FilterMoments`; from a `FilterOutput`, computed cycle by cycle
+    with the same float32 functions that ``assimilate(..., keep="moments")`` compiles into
+    its step ([`assimilax.metrics.ensemble_mean`][], `ensemble_variance`).
+    """
+    if isinstance(result, FilterMoments):
+        return np.asarray(result.mean), np.asarray(result.variance)
+    weights = jnp.exp(jnp.asarray(result.log_weights))
+    mean, var = [], []
+    for x, w in zip(jnp.asarray(result.particles), weights):
+        m, v = _moments(x, w)
+        mean.append(np.asarray(m))
+        var.append(np.asarray(v))
+    return np.stack(mean), np.stack(var)
+
+
+@eqx.filter_jit
+def _moments(x, w):
+    return ax.metrics.ensemble_mean(x, w), ax.metrics.ensemble_variance(x, w)
+
+
+def field_scores(emulator: GenCastEmulator, result: ax.FilterOutput | FilterMoments, truth: Float[np.ndarray, "T d"]) -> dict[str, np.ndarray]:
     """Per cycle and field: skill / spread, latitude-weighted and not (SST over sea only).
 
-    `particles` ``(T, N, d)``, `log_weights` ``(T, N)``, `truth` ``(T, d)``; returns arrays
+    From the moments of `result` (see [`analysis_moments`][]); with a `FilterOutput` also
+    the ensemble CRPS (``crps``, ``crps_latw``).  `truth` ``(T, d)``; returns arrays
     ``(T, n_fields)`` in the order of [`fields`][].
     """
     layout = emulator.layout
@@ -165,23 +207,34 @@ def field_scores(emulator: GenCastEmulator, particles: np.ndarray, log_weights: 
     nlat, nlon = emulator.grid_shape
     g = nlat * nlon
     latw = np.broadcast_to(np.asarray(ax.metrics.latitude_weights(lat))[:, None], (nlat, nlon)).reshape(-1)
-    w = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
-    w = w / w.sum(axis=1, keepdims=True)
     sea = np.asarray(emulator.filled) == 0
-    out = {k: [] for k in ("skill", "skill_latw", "spread", "spread_latw")}
+    mean, var = analysis_moments(result)
+    ensemble = not isinstance(result, FilterMoments)
+    keys = ("skill", "skill_latw", "spread", "spread_latw") + (("crps", "crps_latw") if ensemble else ())
+    if ensemble:
+        particles, weights = jnp.asarray(result.particles), jnp.exp(jnp.asarray(result.log_weights))
+    out = {k: [] for k in keys}
     for name, level in fields(emulator):
         off = layout[name].offset + (0 if level is None else _level_index(layout, name, level) * g)
-        x = particles[:, :, off : off + g].astype(np.float64)
-        valid = sea[off : off + g]
-        mean = np.einsum("tn,tng->tg", w, x)
-        n = x.shape[1]
-        var = np.einsum("tn,tng->tg", w, (x - mean[:, None]) ** 2) * n / max(n - 1, 1)
-        err2 = (mean - truth[:, off : off + g]) ** 2
+        sl = slice(off, off + g)
+        valid = sea[sl]
+        err2 = (mean[:, sl].astype(np.float64) - truth[:, sl]) ** 2
+        v = var[:, sl].astype(np.float64)
+        if ensemble:
+            crps = np.asarray(_crps(particles[:, :, sl], jnp.asarray(truth[:, sl]), weights), np.float64)
         for suffix, a in (("", np.ones(g)), ("_latw", latw)):
             a = a * valid
             out["skill" + suffix].append(np.sqrt((err2 * a).sum(1) / a.sum()))
-            out["spread" + suffix].append(np.sqrt((var * a).sum(1) / a.sum()))
+            out["spread" + suffix].append(np.sqrt((v * a).sum(1) / a.sum()))
+            if ensemble:
+                out["crps" + suffix].append((crps * a).sum(1) / a.sum())
     return {k: np.stack(v, axis=1) for k, v in out.items()}
+
+
+@eqx.filter_jit
+def _crps(particles, truth, weights):
+    """``(T, N, g)``, ``(T, g)``, ``(T, N)`` -> the CRPS of each component ``(T, g)``."""
+    return jax.vmap(ax.metrics.crps_components)(particles, truth.astype(particles.dtype), weights)
 
 
 def _level_index(layout, name, level):
@@ -215,7 +268,7 @@ def run(cfg: GenCastExperiment, output: str | Path | None = None, progress: bool
         _, res = ax.assimilate(
             filt, filt.init(ensemble), observations, k_filter, jax.tree.map(jnp.asarray, forcings),
             checkpoint=ckpt, progress=progress, description=f"{name:>9}",
-            on_cycle=lambda t, d, s, times=times: times.append(s),
+            on_cycle=lambda t, d, s, times=times: times.append(s), keep=cfg.keep,
         )
         results[name], seconds[name] = res, times
     result = _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_fields, target_times)
@@ -232,24 +285,17 @@ def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_
     field_names = [f"{n}" if lv is None else f"{n}_{lv}" for n, lv in flds]
     coords = {"filter": names, "time": times, "field": field_names}
     data = {}
-    means, spreads = [], []
-    for n in names:
-        p = np.asarray(results[n].particles)
-        lw = np.asarray(results[n].log_weights)
-        w = np.exp(lw - lw.max(1, keepdims=True))
-        w /= w.sum(1, keepdims=True)
-        mean = np.einsum("tn,tnd->td", w, p)
-        means.append(mean)
-        spreads.append(np.sqrt(np.einsum("tn,tnd->td", w, (p - mean[:, None]) ** 2) * p.shape[1] / (p.shape[1] - 1)))
-    mean_ds = emulator.to_dataset(np.stack(means), sample_dims=("filter", "time"))
-    spread_ds = emulator.to_dataset(np.stack(spreads), sample_dims=("filter", "time"))
+    moments = [analysis_moments(results[n]) for n in names]
+    mean_ds = emulator.to_dataset(np.stack([m for m, _ in moments]), sample_dims=("filter", "time"))
+    spread_ds = emulator.to_dataset(np.sqrt(np.stack([v for _, v in moments])), sample_dims=("filter", "time"))
+    del moments
     truth_ds = emulator.to_dataset(truth, sample_dims=("time",))
     for v in emulator.layout.names:
         data[f"{v}_mean"] = mean_ds[v]
         data[f"{v}_spread"] = spread_ds[v]
         data[f"{v}_truth"] = truth_ds[v]
-    per = {n: field_scores(emulator, np.asarray(results[n].particles), np.asarray(results[n].log_weights), truth) for n in names}
-    for score in ("skill", "skill_latw", "spread", "spread_latw"):
+    per = {n: field_scores(emulator, results[n], truth) for n in names}
+    for score in per[names[0]]:
         data[score] = (("filter", "time", "field"), np.stack([per[n][score] for n in names]))
     for diag in ("ess", "alpha", "log_likelihood"):
         data[diag] = (("filter", "time"), np.stack([np.asarray(getattr(results[n].diagnostics, diag)) for n in names]))
@@ -260,6 +306,9 @@ def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_
     ds["field"].attrs["long_name"] = "variable_level (surface variables without level)"
     ds["skill"].attrs["long_name"] = "RMSE of the ensemble mean, unweighted (SST over sea only)"
     ds["skill_latw"].attrs["long_name"] = "RMSE of the ensemble mean, latitude-weighted"
+    if "crps" in ds:
+        ds["crps"].attrs["long_name"] = "ensemble CRPS, unweighted (SST over sea only)"
+        ds["crps_latw"].attrs["long_name"] = "ensemble CRPS, latitude-weighted"
     ds["seconds"].attrs["long_name"] = "wall time of the cycle (the first includes compilation)"
     ds.attrs.update({
         "title": "assimilax GenCast assimilation experiment",
