@@ -27,13 +27,16 @@ def main():
     parser.add_argument("--particles", type=int, default=TwinExperiment.particles)
     parser.add_argument("--cycles", type=int, default=TwinExperiment.cycles)
     parser.add_argument("--filters", nargs="+", default=list(FILTERS), choices=FILTERS)
+    parser.add_argument("--block-size", type=int, default=TwinExperiment.block_size)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     per_seed = []
     start = time.perf_counter()
     for seed in args.seeds:
-        cfg = TwinExperiment(particles=args.particles, cycles=args.cycles, seed=seed, filters=tuple(args.filters))
+        cfg = TwinExperiment(
+            particles=args.particles, cycles=args.cycles, seed=seed, filters=tuple(args.filters), block_size=args.block_size
+        )
         rows = summary(run(cfg, output=None, progress=False))
         per_seed.append(rows)
         print(f"seed {seed}: " + ", ".join(f"{k} {v['skill_unobserved']:.3f}" for k, v in rows.items()), flush=True)
@@ -48,7 +51,7 @@ def main():
         ("alpha", "alpha"),
         ("seconds_per_cycle", "s / cycle"),
     ]
-    cfg = dataclasses.asdict(TwinExperiment(particles=args.particles, cycles=args.cycles, filters=tuple(args.filters)))
+    cfg = dataclasses.asdict(TwinExperiment(particles=args.particles, cycles=args.cycles, filters=tuple(args.filters), block_size=args.block_size))
     lines = [
         f"Lorenz-96 twin experiment, seeds {args.seeds}, configuration {cfg}; "
         f"means over seeds of the means over cycles after spin-up (± std across seeds); "

@@ -13,19 +13,21 @@ def test_cli_runs_end_to_end_and_writes_outputs(tmp_path, capsys):
     out = tmp_path / "run"
     status = main(
         ["lorenz96", "--particles", "16", "--cycles", "4", "--spinup", "1", "--levels", "4",
-         "--filters", "fa-apf", "fa-apf-oracle", "enkf", "forecast", "--output", str(out), "--no-progress"]
+         "--filters", "fa-apf", "fa-apf-block", "fa-apf-oracle", "enkf", "forecast",
+         "--block-size", "8", "--output", str(out), "--no-progress"]
     )
     assert status == 0
     printed = capsys.readouterr().out
     assert "skill obs" in printed and "fa-apf" in printed
     ds = xr.open_dataset(out / "lorenz96_twin.nc")
-    assert dict(ds.sizes) == {"filter": 4, "time": 4, "particle": 16, "variable": 40}
-    assert list(ds["filter"].values) == ["fa-apf", "fa-apf-oracle", "enkf", "forecast"]
+    assert dict(ds.sizes) == {"filter": 5, "time": 4, "particle": 16, "variable": 40}
+    assert list(ds["filter"].values) == ["fa-apf", "fa-apf-block", "fa-apf-oracle", "enkf", "forecast"]
     assert ds["observed"].values.sum() == 20
     assert np.all(np.isfinite(ds["analysis"].values))
     config = json.loads(ds.attrs["configuration"])
-    assert config["particles"] == 16 and config["q"] == 0.3
+    assert config["particles"] == 16 and config["q"] == 0.3 and config["block_size"] == 8
     assert "FAAPF" in ds.attrs["filter_fa-apf"]
+    assert "BlockFAAPF" in ds.attrs["filter_fa-apf-block"]
     # Observations are NaN exactly on the unobserved components.
     assert np.array_equal(np.isfinite(ds["observations"].values[0]), ds["observed"].values)
     for name in ("skill_spread.png", "hovmoller.png", "summary.txt"):
@@ -45,6 +47,7 @@ def test_cli_runs_end_to_end_and_writes_outputs(tmp_path, capsys):
         (["--spinup", "5", "--cycles", "5"], "spinup must be in"),
         (["--q", "0.1"], "trained for q = 0.3"),
         (["--dim", "20"], "shipped emulator is for dim = 40"),
+        (["--block-size", "0"], "block_size must be in [1, 40]"),
         (["--emulator", "/nonexistent/weights.eqx"], "not found"),
     ],
 )

@@ -15,8 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Lorenz-96 twin experiment with the shipped diffusion emulator",
         description=(
             "Twin experiment on Lorenz-96: a truth of the stochastic model, noisy observations of "
-            "every OBSERVE_EVERY-th component, and the FA-APF with the shipped diffusion emulator "
-            "against the oracle FA-APF, the optimal-proposal PF, the bootstrap PF, a stochastic EnKF "
+            "every OBSERVE_EVERY-th component, and the FA-APF (global and block-localised) with the "
+            "shipped diffusion emulator against the oracle FA-APF, the optimal-proposal PF, the bootstrap PF, a stochastic EnKF "
             "and the unconditional forecast. Writes a NetCDF file, figures and a summary table."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cg-iterations", type=int, default=d.cg_iterations, help="conjugate-gradient steps of MMPS")
     p.add_argument("--guidance-max-sigma", type=float, default=d.guidance_max_sigma, help="guide the proposals only at noise levels below this")
     p.add_argument("--ess-band", type=float, nargs=2, default=list(d.ess_band), metavar=("LOW", "HIGH"), help="tempering ESS band, fractions of N")
+    p.add_argument("--block-size", type=int, default=d.block_size, help="components per block of the block FA-APF filters")
     p.add_argument("--emulator", default=None, help="path of other trained weights (.eqx with its .json)")
     p.add_argument("--output", "-o", default="outputs/lorenz96", help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -63,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
             cg_iterations=args.cg_iterations,
             guidance_max_sigma=args.guidance_max_sigma,
             ess_band=tuple(args.ess_band),
+            block_size=args.block_size,
             emulator_path=args.emulator,
         )
         if cfg.uses_trained_emulator() and cfg.dim != 40 and args.emulator is None:
