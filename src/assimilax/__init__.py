@@ -1,6 +1,6 @@
 """assimilax: training-free data assimilation with pre-trained diffusion emulators."""
 
-from .assimilate import assimilate as assimilate
+from .assimilate import FilterMoments as FilterMoments, assimilate as assimilate
 from .denoisers import (
     AbstractDenoiser as AbstractDenoiser,
     EDMPreconditioned as EDMPreconditioned,
