@@ -3,8 +3,8 @@
 Run as a subprocess (``python -m assimilax_adapters.gencast.cli gencast ...``) with XLA's CPU
 backend optimisations off (compilation 5x faster; same computation) so that the whole job,
 FA-APF and GenCast-sampler forecast, takes about 10 s.  Checks the NetCDF contents, figures,
-summary, that keeping only the ensemble moments gives the same scores, and that bad options
-give clear errors.
+summary, that keeping only the ensemble moments gives the same scores, that ``--block-tiles``
+runs the block FA-APF, and that bad options give clear errors.
 """
 
 import os
@@ -16,6 +16,7 @@ import pytest
 import xarray as xr
 
 from assimilax_adapters.gencast import SamplerConfig, save_checkpoint, testing as T
+from assimilax_adapters.gencast import experiment
 from assimilax_adapters.gencast.experiment import GenCastExperiment
 
 ENV = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
@@ -81,6 +82,35 @@ def test_cli_keep_moments_and_guidance_max_sigma(files, ensemble_run):
     # Moments reduced in float32 in the compiled step vs from the host ensemble: rounding.
     for v in ("skill", "skill_latw", "spread", "spread_latw", "ess", "alpha", "temperature_mean", "temperature_spread"):
         np.testing.assert_allclose(ds[v].values, ref[v].values, rtol=1e-5, atol=1e-6, err_msg=v)
+
+
+def test_cli_block_tiles(files):
+    # 7 x 12 grid, tiles of 3 x 5 points: 3 x 3 blocks, the last row and column narrower.
+    out = run_tiny(files, files / "out_block", "--block-tiles", 3, 5, "--filters", "fa-apf", "-T", 2)
+    for f in ("gencast_assimilation.nc", "maps.png", "skill_spread.png", "summary.txt", "checkpoints/fa-apf-block.npz"):
+        assert (out / f).exists(), f
+    ds = xr.load_dataset(out / "gencast_assimilation.nc")
+    assert list(ds["filter"].values) == ["fa-apf-block"] and ds.sizes["time"] == 2
+    assert '"block_tiles": [3, 5]' in ds.attrs["configuration"]
+    assert "BlockFAAPF" in ds.attrs["filter_fa-apf-block"]
+    assert ds.attrs["localisation_fa-apf-block"].startswith("lat-lon tiles of 3 x 5 grid points")
+    assert "9 blocks" in ds.attrs["localisation_fa-apf-block"]
+    for v in ("skill", "skill_latw", "spread", "spread_latw", "crps", "ess", "alpha", "temperature_mean"):
+        assert np.all(np.isfinite(ds[v].values)), v
+    assert np.all((ds["alpha"].values > 0) & (ds["alpha"].values <= 1))
+    assert "fa-apf-block skill" in (out / "summary.txt").read_text()
+
+
+def test_block_tiles_validated(files):
+    base = dict(checkpoint="c.npz", stats="s", truth="t.nc")
+    for bad in ((0, 4), (3, -1)):
+        with pytest.raises(ValueError, match="block_tiles must be two positive numbers"):
+            GenCastExperiment(**base, block_tiles=bad)
+    # Larger than the 7 x 12 grid: refused once the truth's grid is read, before the emulator is built.
+    cfg = GenCastExperiment(checkpoint=str(files / "tiny.npz"), stats=str(files / "stats"),
+                            truth=str(files / "era5.nc"), block_tiles=(8, 4))
+    with pytest.raises(ValueError, match=r"block_tiles \(--block-tiles\) = \(8, 4\) grid points exceeds the grid of 7 x 12"):
+        experiment.setup(cfg)
 
 
 def test_experiment_validates_new_options():

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Observations drawn from an ERA5-layout truth (default: 2 m temperature and temperature on "
             "all levels at every 4th grid point, noise 0.1 in normalised units), assimilated into GenCast "
-            "with the FA-APF; the unconditional GenCast ensemble is the baseline. Writes a NetCDF file, "
+            "with the FA-APF (or, with --block-tiles, the block FA-APF on lat-lon tiles); the unconditional "
+            "GenCast ensemble is the baseline. Writes a NetCDF file, "
             "figures and a summary table."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -38,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="guide the FA-APF proposals only at noise levels sigma <= SIGMA (default: at every level); "
                         "a trained network's Tweedie Jacobian is unreliable at the top levels (the Lorenz-96 job uses 5)")
     p.add_argument("--ess-band", type=float, nargs=2, default=[50 / 256, 60 / 256], metavar=("LOW", "HIGH"), help="tempering ESS band, fractions of N")
+    p.add_argument("--block-tiles", type=int, nargs=2, default=None, metavar=("LAT", "LON"),
+                   help="replace the FA-APF by the block FA-APF (output label fa-apf-block): first-stage weights, "
+                        "tempering and resampling per tile of LAT x LON grid points, each with the observations "
+                        "in it (default: the global FA-APF)")
     p.add_argument("--filters", nargs="+", default=list(FILTERS), choices=FILTERS, metavar="FILTER", help=f"from {', '.join(FILTERS)}")
     p.add_argument("--noise", default="spherical", choices=("spherical", "white"), help="sampler noise")
     p.add_argument("--attention", default="auto", choices=("auto", "dense", "banded"), help="mesh attention implementation")
@@ -63,6 +68,7 @@ def main(args: argparse.Namespace) -> int:
             guidance_max_sigma=args.guidance_max_sigma, ess_band=tuple(args.ess_band),
             filters=tuple(dict.fromkeys(args.filters)), noise=args.noise, attention=args.attention,
             seed=args.seed, keep=args.keep,
+            block_tiles=None if args.block_tiles is None else tuple(args.block_tiles),
         )
         start = time.perf_counter()
         ds = experiment.run(cfg, args.output, progress=not args.no_progress)

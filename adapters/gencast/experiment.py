@@ -11,7 +11,9 @@ steps), the job
    proposals with the reference's sampler: 32 Karras levels 2e-5..88, rho 6, third-order
    Adams-Bashforth, 2 Langevin corrector steps; optionally guided only below a noise level)
    and the unconditional GenCast ensemble (GenCast's own DPM-Solver++(2S) with churn, from
-   the checkpoint's sampler config);
+   the checkpoint's sampler config).  With ``block_tiles`` the FA-APF is replaced by the
+   block FA-APF ([`assimilax.BlockFAAPF`][], labelled ``fa-apf-block``): weights, tempering
+   and resampling per lat-lon tile ([`tile_blocks`][]), same sampler and guidance;
 4. writes ``gencast_assimilation.nc`` (ensemble mean and spread fields, truth,
    observations, per-cycle skill and spread per variable and level, latitude-weighted and
    not, CRPS too when the ensembles are kept, ESS, tempering alpha, timings; the
@@ -32,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from jaxtyping import Float
+from jaxtyping import Float, Int
 
 import assimilax as ax
 from assimilax.assimilate import FilterMoments
@@ -41,7 +43,7 @@ from .checkpoint import load_checkpoint
 from .data import prepare_dataset
 from .emulator import GenCastEmulator
 from .normalization import Statistics
-from .observations import all_levels, every_nth, observation_model
+from .observations import Field, all_levels, every_nth, observation_model
 from .sampler import gencast_sampler
 
 FILTERS = ("fa-apf", "forecast")
@@ -77,6 +79,7 @@ class GenCastExperiment:
     attention: str = "auto"
     seed: int = 0
     keep: str = "ensemble"
+    block_tiles: tuple[int, int] | None = None
 
     def __post_init__(self):
         problems = []
@@ -106,6 +109,10 @@ class GenCastExperiment:
             problems.append(f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}")
         if self.noise not in ("spherical", "white"):
             problems.append(f"noise must be 'spherical' or 'white', got {self.noise!r}")
+        if self.block_tiles is not None and (
+            len(self.block_tiles) != 2 or any(int(t) != t or t < 1 for t in self.block_tiles)
+        ):
+            problems.append(f"block_tiles must be two positive numbers of grid points (lat, lon), got {self.block_tiles}")
         if problems:
             raise ValueError("invalid GenCast experiment: " + "; ".join(problems) + ".")
 
@@ -125,6 +132,13 @@ def setup(cfg: GenCastExperiment):
     ckpt = load_checkpoint(cfg.checkpoint)
     stats = Statistics.from_dir(cfg.stats)
     ds = prepare_dataset(open_truth(cfg.truth), ckpt.task_config.pressure_levels)
+    if cfg.block_tiles is not None:
+        grid = (ds.sizes["lat"], ds.sizes["lon"])
+        if any(t > n for t, n in zip(cfg.block_tiles, grid)):
+            raise ValueError(
+                f"block_tiles (--block-tiles) = {tuple(cfg.block_tiles)} grid points exceeds the grid "
+                f"of {grid[0]} x {grid[1]} (lat x lon) points."
+            )
     if cfg.start is not None:
         ds = ds.sel(time=slice(np.datetime64(cfg.start), None))
     n_avail = ds.sizes["time"] - 2
@@ -142,15 +156,54 @@ def setup(cfg: GenCastExperiment):
     return emulator, ckpt.sampler_config, stats, ds, states
 
 
-def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, stats):
-    """The observation model (and the field of each observation) and the filters."""
-    unknown = [v for v in cfg.observe if v not in emulator.layout.names]
+def tile_blocks(layout: ax.StateLayout, tile: tuple[int, int]) -> Int[np.ndarray, " d"]:
+    """The lat-lon tile of every state component, ``(d,)`` block indices.
+
+    For the state `layout` of [`GenCastEmulator`][] (field-major: each variable and level
+    a contiguous latitude-major ``(lat, lon)`` block; the filter glues states, not the
+    denoiser's ``(lat, lon, channel)`` target).  Tiles are rectangles of ``tile = (tile_lat, tile_lon)`` grid points in index space,
+    numbered latitude-major: grid point ``(i, j)`` is in tile
+    ``(i // tile_lat) * ceil(n_lon / tile_lon) + j // tile_lon``, and every field (variable
+    and level) of a grid point is in that point's tile.  The last row and column of tiles
+    are smaller when the tile does not divide the grid.  Nothing wraps: the tiles on either
+    side of the first longitude are different blocks (as are any two neighbouring tiles),
+    and a pole row is split among the tiles of its band like any other row.
+    """
+    first = layout.variables[0]
+    nlat, nlon = first.shape[-2:]
+    t_lat, t_lon = tile
+    if not (1 <= t_lat <= nlat and 1 <= t_lon <= nlon):
+        raise ValueError(
+            f"tile_blocks: the tile (lat, lon) must be in [1, {nlat}] x [1, {nlon}] grid points, got {tuple(tile)}."
+        )
+    n_cols = -(-nlon // t_lon)
+    point = ((np.arange(nlat) // t_lat)[:, None] * n_cols + (np.arange(nlon) // t_lon)[None, :]).reshape(-1)
+    blocks = np.full(layout.size, -1, np.int64)
+    for v in layout.variables:
+        if v.dims[-2:] != ("lat", "lon") or v.shape[-2:] != (nlat, nlon):
+            raise ValueError(f"tile_blocks: {v.name!r} is not on the {nlat} x {nlon} (lat, lon) grid.")
+        blocks[v.offset : v.offset + v.size] = np.tile(point, v.size // point.size)
+    if np.any(blocks < 0):
+        raise ValueError("tile_blocks: the layout's variables do not cover the state.")
+    return blocks
+
+
+def build_observation(cfg: GenCastExperiment, layout: ax.StateLayout, stats: Statistics) -> tuple[ax.ObservationModel, tuple[Field, ...]]:
+    """The observation model of `cfg` on the state `layout`, and the field of each observation."""
+    unknown = [v for v in cfg.observe if v not in layout.names]
     if unknown:
-        raise ValueError(f"cannot observe {unknown}: not target variables ({list(emulator.layout.names)}).")
-    fields = [f for v in cfg.observe for f in all_levels(emulator.layout, v)]
-    observation, obs_fields = observation_model(
-        [every_nth(emulator.layout, fields, cfg.observe_every)], cfg.obs_std, stats, cfg.space
-    )
+        raise ValueError(f"cannot observe {unknown}: not target variables ({list(layout.names)}).")
+    fields = [f for v in cfg.observe for f in all_levels(layout, v)]
+    return observation_model([every_nth(layout, fields, cfg.observe_every)], cfg.obs_std, stats, cfg.space)
+
+
+def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, stats):
+    """The observation model (and the field of each observation) and the filters.
+
+    The filters are keyed by their output label: ``fa-apf`` (``fa-apf-block`` with
+    ``block_tiles``) and ``forecast``.
+    """
+    observation, obs_fields = build_observation(cfg, emulator.layout, stats)
     sampler = ax.Sampler(
         ax.EDMSchedule(cfg.sigma_min, cfg.sigma_max, cfg.rho),
         cfg.levels,
@@ -161,12 +214,18 @@ def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, sta
     if cfg.guidance_max_sigma is not None:
         # A trained network's Jacobian is unreliable at the top noise levels (GuidanceBelowLevel).
         guidance = ax.GuidanceBelowLevel(guidance, cfg.guidance_max_sigma)
+    tempering = ax.ESSBandTempering(*cfg.ess_band)
     filters: dict[str, ax.AbstractFilter] = {}
     for name in cfg.filters:
-        if name == "fa-apf":
-            filters[name] = ax.FAAPF(
-                emulator, observation, sampler, guidance, tempering=ax.ESSBandTempering(*cfg.ess_band),
+        if name == "fa-apf" and cfg.block_tiles is not None:
+            localisation = ax.BlockLocalisation.from_state_blocks(
+                tile_blocks(emulator.layout, cfg.block_tiles), observation.operator
             )
+            filters["fa-apf-block"] = ax.BlockFAAPF(
+                emulator, observation, sampler, localisation, guidance, tempering=tempering,
+            )
+        elif name == "fa-apf":
+            filters[name] = ax.FAAPF(emulator, observation, sampler, guidance, tempering=tempering)
         elif name == "forecast":
             filters[name] = ax.EnsembleForecast(emulator, gencast_sampler(sampler_config), observation)
     return observation, obs_fields, filters
@@ -316,8 +375,16 @@ def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_
         "assimilax_version": ax.__version__,
         "observation_space": cfg.space,
         **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
+        **{f"localisation_{n}": _describe_tiles(cfg, f.localisation) for n, f in filters.items() if isinstance(f, ax.BlockFAAPF)},
     })
     return ds
+
+
+def _describe_tiles(cfg: GenCastExperiment, loc: ax.BlockLocalisation) -> str:
+    per_block = np.bincount(np.asarray(loc.obs_blocks), minlength=loc.n_blocks)
+    t_lat, t_lon = cfg.block_tiles
+    return (f"lat-lon tiles of {t_lat} x {t_lon} grid points (index space, no wrap): {loc.n_blocks} blocks, "
+            f"{per_block.min()} to {per_block.max()} observations per block")
 
 
 def summary(ds: xr.Dataset) -> dict[str, dict[str, float]]:
@@ -367,7 +434,8 @@ def _figures(cfg: GenCastExperiment, ds: xr.Dataset, out_dir: Path) -> None:
         for f in shown
     }
     fig = plot_skill_spread(scores, np.arange(1, ds.sizes["time"] + 1), out_dir / "skill_spread.png",
-                            title=f"GenCast, N = {cfg.particles}, observed: {', '.join(cfg.observe)} every {cfg.observe_every} points")
+                            title=f"GenCast, N = {cfg.particles}, observed: {', '.join(cfg.observe)} every {cfg.observe_every} points"
+                            + ("" if cfg.block_tiles is None else f", tiles {cfg.block_tiles[0]} x {cfg.block_tiles[1]}"))
     plt.close(fig)
     var = "2m_temperature" if "2m_temperature_truth" in ds else str(ds["field"].values[0])
     last = ds.isel(time=-1)
