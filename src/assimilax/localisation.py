@@ -92,17 +92,26 @@ class BlockLocalisation(eqx.Module):
         operator.check_state_size(d)
         n_blocks = int(state_blocks.max(initial=-1)) + 1
         x0 = jnp.zeros(d) if at is None else jnp.asarray(at, dtype=jnp.result_type(float))
-        indicators = jnp.asarray(
-            state_blocks[None, :] == np.arange(n_blocks)[:, None], x0.dtype
-        )
-        sensitivity = jax.vmap(lambda v: jax.jvp(operator, (x0,), (v,))[1])(indicators)
-        obs_blocks = np.asarray(jnp.argmax(jnp.abs(sensitivity), axis=0))
-        if np.any(np.all(np.asarray(sensitivity) == 0, axis=0)):
-            bad = int(np.argmax(np.all(np.asarray(sensitivity) == 0, axis=0)))
+        blocks = jnp.asarray(state_blocks)
+        _, linear = jax.linearize(operator, x0)
+
+        # A running argmax over the blocks: memory O(d + p), not O(n_blocks (d + p)).
+        def best(carry, b):
+            value, index = carry
+            s = jnp.abs(linear((blocks == b).astype(x0.dtype)))
+            better = s > value
+            return (jnp.where(better, s, value), jnp.where(better, b, index)), None
+
+        p = operator.obs_size
+        init = (jnp.zeros(p, x0.dtype), jnp.zeros(p, jnp.int32))
+        (value, index), _ = jax.lax.scan(best, init, jnp.arange(n_blocks, dtype=jnp.int32))
+        unassigned = np.flatnonzero(np.asarray(value) == 0)
+        if unassigned.size:
             raise ValueError(
-                f"BlockLocalisation: observation {bad} does not depend on any state "
+                f"BlockLocalisation: observation {unassigned[0]} does not depend on any state "
                 "component at the linearisation point; give `obs_blocks` explicitly."
             )
+        obs_blocks = np.asarray(index)
         return cls(state_blocks, obs_blocks, n_blocks)
 
     @classmethod
