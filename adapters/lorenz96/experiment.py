@@ -297,7 +297,8 @@ def summary(ds: xr.Dataset) -> dict[str, dict[str, float]]:
 def summary_table(ds: xr.Dataset) -> str:
     """The summary as a fixed-width text table."""
     rows = summary(ds)
-    head = f"{'filter':>14} | {'skill obs':>9} {'skill unobs':>11} | {'spread obs':>10} {'spread unobs':>12} | {'ESS':>6} {'alpha':>6} | {'s/cycle':>8}"
+    w = max(len("filter"), *(len(name) for name in rows))
+    head = f"{'filter':>{w}} | {'skill obs':>9} {'skill unobs':>11} | {'spread obs':>10} {'spread unobs':>12} | {'ESS':>6} {'alpha':>6} | {'s/cycle':>8}"
     lines = [
         f"Lorenz-96 twin experiment: means over cycles {int(ds.attrs['spinup']) + 1}..{ds.sizes['time']} (after spin-up)",
         head,
@@ -305,7 +306,7 @@ def summary_table(ds: xr.Dataset) -> str:
     ]
     for name, r in rows.items():
         lines.append(
-            f"{name:>14} | {r.get('skill_observed', np.nan):9.3f} {r.get('skill_unobserved', np.nan):11.3f} | "
+            f"{name:>{w}} | {r.get('skill_observed', np.nan):9.3f} {r.get('skill_unobserved', np.nan):11.3f} | "
             f"{r.get('spread_observed', np.nan):10.3f} {r.get('spread_unobserved', np.nan):12.3f} | "
             f"{r['ess']:6.1f} {r['alpha']:6.3f} | {r['seconds_per_cycle']:8.3f}"
         )
