@@ -7,7 +7,7 @@ Writes NetCDF, figures and a summary to outputs/lorenz96_example/ in about a min
 
 from assimilax_adapters.lorenz96.experiment import TwinExperiment, run, summary_table
 
-config = TwinExperiment(particles=128, cycles=40, spinup=10, filters=("fa-apf", "bootstrap", "enkf", "forecast"))
+config = TwinExperiment(particles=128, cycles=40, spinup=10, filters=("fa-apf", "fa-apf-block", "bootstrap", "enkf", "forecast"))
 dataset = run(config, output="outputs/lorenz96_example")
 print(summary_table(dataset))
 print(dataset)
