@@ -19,11 +19,12 @@ borders for weights that do not degenerate with the dimension.  With one block i
 is exact blockwise, which is how it is tested against the Kalman filter.
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ..emulators import AbstractEmulator, predictive_mean, push_history
+from ..emulators import AbstractEmulator
 from ..guidance import MMPS, AbstractGuidance
 from ..localisation import BlockLocalisation
 from ..observations import ObservationModel
@@ -36,9 +37,9 @@ from ..resampling import (
 )
 from ..sampling import Sampler
 from ..tempering import AbstractTempering, ESSBandTempering
-from ..transitions import sample_transition
 from ..weighting import AbstractWeighting, DiracWeights
-from .base import AbstractFilter, Diagnostics, FilterState
+from .base import AbstractFilter, Diagnostics
+from .fa_apf import guided_proposals, predictive_means
 
 
 def glue_histories(
@@ -97,10 +98,7 @@ class BlockFAAPF(AbstractFilter):
         n = state.particles.shape[0]
         loc = self.localisation
         k_mean, k_res, k_prop = jax.random.split(key, 3)
-        sigma_max = self.sampler.sigma_max
-        mu = jax.vmap(
-            lambda k, h: predictive_mean(self.emulator, k, h, forcing, sigma_max)
-        )(jax.random.split(k_mean, n), state.particles)
+        mu = predictive_means(self.emulator, self.sampler.sigma_max, k_mean, state.particles, forcing)
         log_g = jax.vmap(
             lambda m: self.weighting.blocks(
                 self.observation, y, m, loc.obs_blocks, loc.n_blocks
@@ -117,13 +115,8 @@ class BlockFAAPF(AbstractFilter):
             keys = jax.random.split(k_res, loc.n_blocks)
             ancestors = jax.vmap(lambda k, w: self.resampler(k, w, n))(keys, first_stage)
         histories = glue_histories(state.particles, ancestors, loc.state_blocks)
-        x = jax.vmap(
-            lambda k, h: sample_transition(
-                self.emulator, self.sampler, k, h, forcing, self.guidance, self.observation, y
-            )
-        )(jax.random.split(k_prop, n), histories)
-        particles = jax.vmap(push_history)(histories, x)
-        new = FilterState(particles, jnp.zeros(n, x.dtype), state.cycle + 1)
+        new = guided_proposals(self, k_prop, histories, y, forcing)
+        new = eqx.tree_at(lambda s: s.cycle, new, state.cycle + 1)
         ess = jax.vmap(effective_sample_size)(first_stage)
         evidence = jnp.sum(jax.vmap(lambda g: jax.nn.logsumexp(prior + g))(log_g))
         return new, Diagnostics(jnp.min(ess), jnp.min(alpha), evidence)

@@ -17,8 +17,10 @@ linear-Gaussian model it converges to the Kalman filter.  The reported
 ``log_likelihood`` is the first-stage estimate ``log sum_i W_i p^(y | h_i)``.
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..emulators import AbstractEmulator, predictive_mean, push_history
 from ..guidance import MMPS, AbstractGuidance
@@ -35,6 +37,41 @@ from ..tempering import AbstractTempering, ESSBandTempering
 from ..transitions import sample_transition
 from ..weighting import AbstractWeighting, DiracWeights
 from .base import AbstractFilter, Diagnostics, FilterState
+
+
+def predictive_means(
+    emulator: AbstractEmulator,
+    sigma_max: float,
+    key: PRNGKeyArray,
+    particles: Float[Array, "n m d"],
+    forcing: PyTree = None,
+) -> Float[Array, "n d"]:
+    """``mu_i ~= E[x[k+1] | h_i]`` for every particle: step 1 of the FA-APF."""
+    n = particles.shape[0]
+    return jax.vmap(lambda k, h: predictive_mean(emulator, k, h, forcing, sigma_max))(
+        jax.random.split(key, n), particles
+    )
+
+
+def guided_proposals(
+    filt: AbstractFilter,
+    key: PRNGKeyArray,
+    histories: Float[Array, "n m d"],
+    y: Float[Array, " p"],
+    forcing: PyTree = None,
+) -> FilterState:
+    """``x_i ~ p(x | h_i, y)`` for every (resampled) history, equally weighted: step 4.
+
+    `filt` supplies ``emulator``, ``sampler``, ``guidance`` and ``observation``.
+    """
+    n = histories.shape[0]
+    x = jax.vmap(
+        lambda k, h: sample_transition(
+            filt.emulator, filt.sampler, k, h, forcing, filt.guidance, filt.observation, y
+        )
+    )(jax.random.split(key, n), histories)
+    particles = jax.vmap(push_history)(histories, x)
+    return FilterState(particles, jnp.zeros(n, x.dtype), jnp.zeros((), jnp.int32))
 
 
 class FAAPF(AbstractFilter):
@@ -63,24 +100,15 @@ class FAAPF(AbstractFilter):
     def step(self, state, y, key, forcing=None):
         n = state.particles.shape[0]
         k_mean, k_res, k_prop = jax.random.split(key, 3)
-        sigma_max = self.sampler.sigma_max
-        mu = jax.vmap(
-            lambda k, h: predictive_mean(self.emulator, k, h, forcing, sigma_max)
-        )(jax.random.split(k_mean, n), state.particles)
+        mu = predictive_means(self.emulator, self.sampler.sigma_max, k_mean, state.particles, forcing)
         log_g = jax.vmap(lambda m: self.weighting(self.observation, y, m))(mu)
         prior = normalise(state.log_weights)
         log_g = check_weights(log_g)
         alpha = self.tempering(log_g, prior)
         first_stage = prior + alpha * log_g
         ancestors = self.resampler(k_res, first_stage, n)
-        histories = state.particles[ancestors]
-        x = jax.vmap(
-            lambda k, h: sample_transition(
-                self.emulator, self.sampler, k, h, forcing, self.guidance, self.observation, y
-            )
-        )(jax.random.split(k_prop, n), histories)
-        particles = jax.vmap(push_history)(histories, x)
-        new = FilterState(particles, jnp.zeros(n, x.dtype), state.cycle + 1)
+        new = guided_proposals(self, k_prop, state.particles[ancestors], y, forcing)
+        new = eqx.tree_at(lambda s: s.cycle, new, state.cycle + 1)
         diag = Diagnostics(
             effective_sample_size(first_stage), alpha, jax.nn.logsumexp(prior + log_g)
         )
