@@ -39,7 +39,9 @@ def _normalised(weights: Float[ArrayLike, " n"] | None, n: int, dtype) -> Array:
     return w / jnp.sum(w)
 
 
-def _state_average(values: Array, area_weights: Float[ArrayLike, "*#d"] | None) -> Array:
+def state_average(
+    values: Float[Array, "*d"], area_weights: Float[ArrayLike, "*#d"] | None
+) -> Float[Array, ""]:
     """``(1/D) sum_j a_j v_j`` with ``a`` broadcast to ``v`` and normalised to mean one."""
     if area_weights is None:
         return jnp.mean(values)
@@ -100,7 +102,7 @@ def skill(
 ) -> Float[Array, ""]:
     """RMSE of the ensemble mean: ``sqrt((1/D) sum_j a_j (m_j - y_j)^2)``."""
     err2 = (ensemble_mean(ensemble, weights) - jnp.asarray(truth)) ** 2
-    return jnp.sqrt(_state_average(err2, area_weights))
+    return jnp.sqrt(state_average(err2, area_weights))
 
 
 def spread(
@@ -109,7 +111,7 @@ def spread(
     area_weights: Float[ArrayLike, "*#d"] | None = None,
 ) -> Float[Array, ""]:
     """``sqrt((1/D) sum_j a_j var_j)`` with the unbiased variance of [`ensemble_variance`][]."""
-    return jnp.sqrt(_state_average(ensemble_variance(ensemble, weights), area_weights))
+    return jnp.sqrt(state_average(ensemble_variance(ensemble, weights), area_weights))
 
 
 def spread_skill_ratio(
@@ -179,7 +181,7 @@ def crps(
     fair: bool = False,
 ) -> Float[Array, ""]:
     """State average ``(1/D) sum_j a_j CRPS_j`` of [`crps_components`][]."""
-    return _state_average(crps_components(ensemble, truth, weights, fair), area_weights)
+    return state_average(crps_components(ensemble, truth, weights, fair), area_weights)
 
 
 def rank_histogram(

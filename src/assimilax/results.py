@@ -142,8 +142,8 @@ def _moment_scores(mean, variance, truth, area_weights) -> dict[str, np.ndarray]
     def per_cycle(m, v, x):
         # metrics.skill and metrics.spread, with the ensemble's moments already reduced
         return (
-            jnp.sqrt(metrics._state_average((m - x) ** 2, area_weights)),
-            jnp.sqrt(metrics._state_average(v, area_weights)),
+            jnp.sqrt(metrics.state_average((m - x) ** 2, area_weights)),
+            jnp.sqrt(metrics.state_average(v, area_weights)),
         )
 
     skill, spread = (np.asarray(a) for a in jax.vmap(per_cycle)(mean, variance, truth))
