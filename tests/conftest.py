@@ -9,6 +9,16 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
+import jax  # noqa: E402
+import pytest  # noqa: E402
 from jaxtyping import install_import_hook  # noqa: E402
 
 install_import_hook(["assimilax", "assimilax_adapters"], "beartype.beartype")
+
+
+@pytest.fixture
+def x64():
+    """Double precision for one test (comparisons with exact references), then back."""
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)

@@ -27,13 +27,6 @@ from kalman import kalman_filter
 D, T, STD_OBS = 8, 5, 0.5
 
 
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 def _decoupled_model():
     rng = np.random.default_rng(10)
     F = np.zeros((D, D))

@@ -31,11 +31,7 @@ from kalman import gaussian_posterior, kalman_filter
 D, T, STD_OBS = 8, 5, 0.5
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _model():

@@ -40,11 +40,7 @@ DISC_TOL = 0.02
 N_MC = 4000
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _problem(seed=0):

@@ -17,13 +17,6 @@ from scipy import stats
 import assimilax as ax
 
 
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 def _x(d, seed=0):
     return jnp.asarray(np.random.default_rng(seed).normal(size=d), jnp.float32)
 

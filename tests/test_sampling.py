@@ -52,11 +52,7 @@ FINE = 64
 ORDER = {"Euler": 1, "Heun": 2, "AdamsBashforth3": 2, "DPMSolverPP2S": 2}
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _prior():
