@@ -22,10 +22,12 @@ from .filters import (
     BlockFAAPF as BlockFAAPF,
     BootstrapPF as BootstrapPF,
     Diagnostics as Diagnostics,
+    ETKF as ETKF,
     EnsembleForecast as EnsembleForecast,
     FAAPF as FAAPF,
     FilterOutput as FilterOutput,
     FilterState as FilterState,
+    LETKF as LETKF,
     StochasticEnKF as StochasticEnKF,
     filter_scan as filter_scan,
 )
@@ -45,6 +47,16 @@ from .guidance import (
     MMPS as MMPS,
     PseudoInverse as PseudoInverse,
     posterior_denoiser as posterior_denoiser,
+)
+from .geometry import (
+    AbstractGeometry as AbstractGeometry,
+    AbstractTaper as AbstractTaper,
+    DistanceLocalisation as DistanceLocalisation,
+    GaspariCohn as GaspariCohn,
+    LatLon as LatLon,
+    NoTaper as NoTaper,
+    Periodic1D as Periodic1D,
+    Periodic2D as Periodic2D,
 )
 from .layout import StateLayout as StateLayout
 from .localisation import BlockLocalisation as BlockLocalisation
@@ -100,4 +112,4 @@ from .weighting import (
     GaussianPredictiveWeights as GaussianPredictiveWeights,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__

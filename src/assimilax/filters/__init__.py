@@ -8,6 +8,8 @@ from .base import (
 from .block_fa_apf import BlockFAAPF as BlockFAAPF, glue_histories as glue_histories
 from .bootstrap import BootstrapPF as BootstrapPF
 from .enkf import StochasticEnKF as StochasticEnKF
+from .etkf import ETKF as ETKF
 from .fa_apf import FAAPF as FAAPF
 from .forecast import EnsembleForecast as EnsembleForecast
+from .letkf import LETKF as LETKF
 from .run import FilterOutput as FilterOutput, filter_scan as filter_scan
