@@ -122,3 +122,40 @@ def test_misshapen_parameter_is_named():
     params[key]["w"] = np.zeros((18, 16), np.float32)
     with pytest.raises(CheckpointFormatError, match=r"encoder_nodes_grid_nodes_mlp/~/linear_0:w.*\(18, 16\)"):
         _load(params)
+
+
+def test_default_denoiser_uses_the_reference_graph_on_a_tie_grid():
+    """10-degree grid with the poles (tie points on the mesh's mirror planes), mesh 1.
+
+    The default denoiser's mesh2grid edges are the reference's (``mesh2grid_ties.npz``, see
+    test_gencast_grid_mesh), so its output is the reference's wherever the network is (the
+    tiny golden above, 2e-6).  The NumPy backend's tie rule changes the output at the 4 tie
+    nodes only, by far more than the 1e-4 tolerance: the ties matter.
+    """
+    lat = np.linspace(-90.0, 90.0, 19).astype(np.float32)
+    lon = np.arange(0.0, 360.0, 10.0).astype(np.float32)
+    params = _params()
+    task, arch, nenc = T.tiny_task(), T.tiny_arch(), T.tiny_noise_encoder()
+    exact = D.GenCastDenoiser.from_params(params, task, arch, nenc, lat, lon)
+    approx = D.GenCastDenoiser.from_params(params, task, arch, nenc, lat, lon, mesh2grid_backend="numpy")
+    faces = np.load(GOLDEN.with_name("mesh2grid_ties.npz"))["deg10_mesh1"].astype(np.int64)
+    from assimilax_adapters.gencast.mesh import gencast_mesh
+
+    np.testing.assert_array_equal(np.asarray(exact.mesh2grid.senders), gencast_mesh(1).faces[faces].reshape(-1))
+    rng = np.random.default_rng(3)
+    n_grid, n_forcing = lat.size * lon.size, 2
+    n_in = exact.n_input_channels - n_forcing - exact.n_outputs
+    ctx = D.GenCastContext(
+        jnp.asarray(rng.standard_normal((n_grid, n_in)), jnp.float32),
+        jnp.asarray(rng.standard_normal((n_grid, n_forcing)), jnp.float32),
+    )
+    x = jnp.asarray(rng.standard_normal(n_grid * exact.n_outputs), jnp.float32)
+    tie_nodes = np.flatnonzero(np.any(
+        np.asarray(exact.mesh2grid.senders).reshape(-1, 3) != np.asarray(approx.mesh2grid.senders).reshape(-1, 3), axis=1))
+    assert tie_nodes.size == 4 and np.all(np.isin(tie_nodes % lon.size, [0, 6, 18, 30]))  # lon 0, 60, 180, 300
+    for sigma in (80.0, 1.0, 0.05):
+        a = np.asarray(eqx.filter_jit(exact)(x * sigma, sigma, ctx)).reshape(n_grid, -1)
+        b = np.asarray(eqx.filter_jit(approx)(x * sigma, sigma, ctx)).reshape(n_grid, -1)
+        off = np.setdiff1d(np.arange(n_grid), tie_nodes)
+        np.testing.assert_allclose(a[off], b[off], rtol=0, atol=1e-6)
+        assert np.abs(a[tie_nodes] - b[tie_nodes]).max() > 1e-3

@@ -35,7 +35,7 @@ from . import params as P
 from .checkpoint import CheckpointFormatError, check_param_shapes, load_checkpoint
 from .config import ALL_ATMOSPHERIC_VARS, CheckPoint, TaskConfig, num_outputs
 from .graph_net import MLP, Grid2Mesh, Mesh2Grid, ParamReader
-from .grid_mesh import grid2mesh_radius
+from .grid_mesh import check_mesh2grid_backend, grid2mesh_radius
 from .mesh import gencast_mesh
 from .transformer import MeshTransformer
 
@@ -143,7 +143,7 @@ class GenCastDenoiser(AbstractDenoiser):
         lat: ArrayLike,
         lon: ArrayLike,
         *,
-        mesh2grid_backend: str = "numpy",
+        mesh2grid_backend: str = "trimesh",
         attention: str = "auto",
     ) -> "GenCastDenoiser":
         """Load an official checkpoint (a path, a file object or a loaded `CheckPoint`).
@@ -174,10 +174,11 @@ class GenCastDenoiser(AbstractDenoiser):
         lat: ArrayLike,
         lon: ArrayLike,
         *,
-        mesh2grid_backend: str = "numpy",
+        mesh2grid_backend: str = "trimesh",
         attention: str = "auto",
     ) -> "GenCastDenoiser":
         """Map every parameter by name; raise `CheckpointFormatError` naming any mismatch."""
+        check_mesh2grid_backend(mesh2grid_backend)
         n_out = num_outputs(task)
         if arch.node_output_size is not None and arch.node_output_size != n_out:
             raise CheckpointFormatError(

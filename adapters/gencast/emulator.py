@@ -126,7 +126,7 @@ class GenCastEmulator(ax.AbstractEmulator):
         *,
         noise: str = "spherical",
         attention: str = "auto",
-        mesh2grid_backend: str = "numpy",
+        mesh2grid_backend: str = "trimesh",
     ) -> "GenCastEmulator":
         """Build the emulator; see [`from_files`][].  `noise`: ``"spherical"`` or ``"white"``."""
         if noise not in ("spherical", "white"):

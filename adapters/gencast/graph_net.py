@@ -252,7 +252,7 @@ class Mesh2Grid(eqx.Module):
         lon: np.ndarray,
         mesh: TriangularMesh,
         hidden_layers: int,
-        backend: str = "numpy",
+        backend: str = "trimesh",
     ) -> "Mesh2Grid":
         """Build the graph (`backend`: see [`grid_mesh.containing_faces`][]) and the weights."""
         lat32, lon32 = np.asarray(lat, np.float32), np.asarray(lon, np.float32)

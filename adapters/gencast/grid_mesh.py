@@ -10,7 +10,8 @@ Graphs (as in DeepMind's ``grid_mesh_connectivity.py`` and ``denoiser.py``):
 - **grid2mesh**: grid node ``g`` sends to mesh node ``m`` iff ``|p_g - v_m| <= r``,
   ``r = radius_query_fraction_edge_length * max mesh edge chord`` (a KD-tree ball query).
 - **mesh2grid**: each grid node receives from the 3 vertices of the mesh face closest to
-  it in R^3 (the flat triangle containing its radial projection, in practice).
+  it in R^3 (the flat triangle containing its radial projection, in practice), found as
+  the reference finds it, with ``trimesh.proximity.closest_point`` (ties included).
 - **mesh**: the mesh's directed face edges.
 
 Structural features (``model_utils.get_graph_spatial_features`` in the reference): per node
@@ -163,37 +164,65 @@ def _closest_points_on_triangles(
     return out
 
 
+MESH2GRID_BACKENDS = ("trimesh", "numpy")
+
+
+def check_mesh2grid_backend(backend: str) -> None:
+    """Raise a clear error for an unknown backend, or for ``"trimesh"`` without its packages."""
+    if backend not in MESH2GRID_BACKENDS:
+        raise ValueError(f"mesh2grid backend must be one of {MESH2GRID_BACKENDS}, got {backend!r}.")
+    if backend == "trimesh":
+        try:
+            import rtree  # noqa: F401  (trimesh's R-tree of triangles)
+            import trimesh  # noqa: F401
+        except ImportError as err:
+            raise ImportError(
+                "mesh2grid backend 'trimesh' (the default: GenCast's exact mesh-to-grid rule) "
+                f"needs the packages trimesh and rtree ({err}); install them with "
+                '`pip install "assimilax[gencast]"`, or pass mesh2grid_backend="numpy" '
+                "(differs from the reference at tie points)."
+            ) from err
+
+
 def containing_faces(
     points: Float[np.ndarray, "n 3"],
     mesh: TriangularMesh,
     *,
-    backend: str = "numpy",
+    backend: str = "trimesh",
     tie_tolerance: float = 1e-8,
     chunk_size: int = 65536,
 ) -> Int[np.ndarray, " n"]:
     """Index of the mesh face (flat triangle) closest to each point in R^3.
 
-    ``backend="numpy"`` (default): candidates are the faces touching the 6 mesh vertices
-    nearest to the point; among them the face at the smallest distance wins.  Near-ties
-    (squared distances within `tie_tolerance`: a point above a shared edge or vertex) go to
-    the face whose outward normal is best aligned with the direction from the closest point
-    to the query point, and exact ties to the lowest face index.
+    ``backend="trimesh"`` (default) is GenCast's own rule: DeepMind's
+    ``grid_mesh_connectivity.in_mesh_triangle_indices`` builds
+    ``trimesh.Trimesh(vertices, faces)`` and takes the face returned by
+    ``trimesh.proximity.closest_point``; this calls the same two functions (it needs
+    ``trimesh`` and ``rtree``: ``pip install "assimilax[gencast]"``).  That rule is: candidate
+    faces from an R-tree of the triangles' bounding boxes, the two nearest by
+    ``numpy.argsort`` of the squared distances, and, when those are within ``1e-8``, the one
+    whose normal is best aligned with the direction to the point.  At points *exactly*
+    equidistant from two faces (on the mesh's mirror planes) the answer is decided by the
+    order in which ``argsort`` returns equal distances, which is NumPy's and the CPU's (x86-64
+    with AVX2 and NumPy >= 2 reverses some equal pairs; see ``docs/gencast.md``).
 
-    ``backend="trimesh"`` calls ``trimesh.proximity.closest_point`` (needs ``trimesh`` and
-    ``rtree``), which is what DeepMind's reference calls.  The two agree except at grid
-    points *exactly* equidistant from two faces (on the mesh's mirror planes, e.g. longitude
-    0, 60, 180, 300 degrees), where trimesh's choice depends on its R-tree's candidate order
-    and rounding; use it when bit-for-bit agreement with the reference graph is required.
+    ``backend="numpy"``: the same distances, without trimesh; candidates are the faces
+    touching the 6 mesh vertices nearest to the point; near-ties (squared distances within
+    `tie_tolerance`) go to the face whose outward normal is best aligned with the direction
+    from the closest point to the query point, exact ties to the lowest face index.  It
+    differs from the reference at tie points (3 of 684 nodes for mesh 2 on a 10-degree grid,
+    42 and 99 of 65,160 for meshes 4 and 5 at 1 degree).
     """
     points = np.asarray(points)
+    check_mesh2grid_backend(backend)
     if backend == "trimesh":
-        import trimesh  # optional dependency, imported only on request
+        import trimesh
 
-        surface = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
+        # As the reference: default processing (no vertex is merged: they are distinct).
+        surface = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces)
+        if surface.faces.shape != np.shape(mesh.faces):
+            raise ValueError("trimesh changed the mesh's faces; the mesh has duplicate vertices.")
         return np.asarray(trimesh.proximity.closest_point(surface, points)[2], dtype=np.int64)
-    if backend != "numpy":
-        raise ValueError(f"backend must be 'numpy' or 'trimesh', got {backend!r}.")
-
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces)
     n_vertices = vertices.shape[0]
@@ -246,7 +275,7 @@ def in_mesh_triangle_edges(
     lon: Float[np.ndarray, " n_lon"],
     mesh: TriangularMesh,
     *,
-    backend: str = "numpy",
+    backend: str = "trimesh",
 ) -> tuple[Int[np.ndarray, " E"], Int[np.ndarray, " E"]]:
     """Mesh-to-grid edges ``(grid_indices, mesh_indices)``: 3 per grid node.
 
