@@ -43,7 +43,7 @@ def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
         "log_likelihood": list(partial.diagnostics.log_likelihood),
     }
     path = tmp_path / "run.npz"
-    _save(path, _fingerprint(state, ys, key), partial_state, 3, history)
+    _save(path, _fingerprint(filt, state, ys, key), partial_state, 3, history)
     _, resumed = ax.assimilate(filt, state, ys, key, checkpoint=path, progress=False)
     np.testing.assert_array_equal(resumed.particles, full.particles)
     np.testing.assert_array_equal(resumed.diagnostics.alpha, full.diagnostics.alpha)
@@ -113,7 +113,7 @@ def test_resume_with_moments_reproduces_the_uninterrupted_run(tmp_path):
         "log_likelihood": list(partial.diagnostics.log_likelihood),
     }
     path = tmp_path / "run.npz"
-    _save(path, _fingerprint(state, ys, key), partial_state, 3, history, "moments")
+    _save(path, _fingerprint(filt, state, ys, key), partial_state, 3, history, "moments")
     _, resumed = ax.assimilate(filt, state, ys, key, checkpoint=path, progress=False, keep="moments")
     np.testing.assert_array_equal(resumed.mean, full.mean)
     np.testing.assert_array_equal(resumed.variance, full.variance)

@@ -13,7 +13,10 @@ in all.  With ``keep="moments"`` only its weighted mean and variance do (a
 """
 
 import hashlib
+import json
 import os
+import re
+import zipfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,9 +30,11 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 from tqdm.auto import tqdm
 
 from . import metrics
+from ._version import __version__
 from .filters.base import AbstractFilter, Diagnostics, FilterState, check_observations
 from .filters.run import FilterOutput, cycle_key
 from .resampling import normalise
+from .sharding import ParticleLayout, enable_compile_cache, to_host
 
 _DIAGNOSTICS = ("ess", "alpha", "log_likelihood")
 _KEPT = {"ensemble": ("particles", "log_weights"), "moments": ("mean", "variance")}
@@ -52,43 +57,114 @@ class FilterMoments(eqx.Module):
     diagnostics: Diagnostics
 
 
-def _fingerprint(state: FilterState, observations: np.ndarray, key: PRNGKeyArray) -> str:
+def _digest(tree: PyTree) -> str:
+    """A stable hash of a pytree: its structure, static fields and every leaf's value.
+
+    Reprs of functions and objects carry memory addresses that change between processes;
+    those are dropped, so a resumed process computes the same digest.
+    """
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(observations).tobytes())
-    h.update(str(state.particles.shape).encode())
-    h.update(np.asarray(jax.random.key_data(key)).tobytes())
+    leaves, treedef = jax.tree.flatten(tree)
+    h.update(_ADDRESS.sub("", str(treedef)).encode())
+    for leaf in leaves:
+        if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+            if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+                leaf = jax.random.key_data(leaf)
+            a = to_host(leaf)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        else:
+            h.update(_ADDRESS.sub("", repr(leaf)).encode())
     return h.hexdigest()
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _fingerprint(
+    filt: AbstractFilter,
+    state: FilterState,
+    observations: np.ndarray,
+    key: PRNGKeyArray,
+    forcings: PyTree = None,
+) -> dict[str, str]:
+    """What makes a run this run, part by part (a checkpoint must match every part)."""
+    return {
+        "filter": _digest(filt),
+        "initial ensemble": _digest(state),
+        "observations": _digest(np.asarray(observations)),
+        "forcings": _digest(forcings),
+        "key": _digest(key),
+        "assimilax version": __version__,
+    }
+
+
 def _save(
-    path: Path, fingerprint: str, state: FilterState, done: int, history: dict, keep: str = "ensemble"
+    path: Path,
+    fingerprint: dict[str, str],
+    state: FilterState,
+    done: int,
+    history: dict,
+    keep: str = "ensemble",
 ) -> None:
+    """Write the checkpoint atomically: a temporary file, `fsync`, then `os.replace`."""
+    particles = to_host(state.particles)
+    log_weights = to_host(state.log_weights)
+    if not (np.all(np.isfinite(particles)) and np.all(np.isfinite(log_weights))):
+        raise ValueError(
+            f"the state after cycle {done} holds NaN or inf; it is not written to {path} "
+            "(the checkpoint keeps the last finite state)."
+        )
+    if jax.process_index() != 0:  # one writer; every process has the gathered state
+        return
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "wb") as f:
         np.savez(
             f,
-            fingerprint=np.asarray(fingerprint),
+            fingerprint=np.asarray(json.dumps(fingerprint, sort_keys=True)),
             keep=np.asarray(keep),
             done=np.asarray(done),
-            state_particles=np.asarray(state.particles),
-            state_log_weights=np.asarray(state.log_weights),
-            state_cycle=np.asarray(state.cycle),
+            state_particles=particles,
+            state_log_weights=log_weights,
+            state_cycle=to_host(state.cycle),
             **{k: np.stack(v) for k, v in history.items() if v},
         )
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
 
 
-def _load(path: Path, fingerprint: str, keep: str):
-    with np.load(path) as data:
-        if str(data["fingerprint"]) != fingerprint:
-            raise ValueError(
-                f"checkpoint {path} belongs to a different run (other observations, ensemble "
-                "size or key); delete it or choose another checkpoint path."
+class CheckpointMismatch(ValueError):
+    """A checkpoint written by another run (another filter, ensemble, data or key)."""
+
+
+def _load(path: Path, fingerprint: dict[str, str], keep: str, mismatch: str):
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it is "
+            "truncated or not a checkpoint: delete it, or start afresh (restart)."
+        ) from None
+    with data:
+        try:
+            saved = json.loads(str(data["fingerprint"]))
+        except (KeyError, json.JSONDecodeError):
+            saved = {}
+        differs = [part for part, value in fingerprint.items() if saved.get(part) != value]
+        if differs and mismatch == "error":
+            raise CheckpointMismatch(
+                f"checkpoint {path} belongs to a different run: its {', '.join(differs)} "
+                "differ from this run's. Start afresh (checkpoint_mismatch='restart', CLI "
+                "--restart), resume it anyway (checkpoint_mismatch='resume'), or choose another "
+                "checkpoint path."
             )
-        saved = str(data["keep"]) if "keep" in data else "ensemble"  # older files: ensembles
-        if saved != keep:
+        if differs and mismatch == "restart":
+            return None
+        kept = str(data["keep"]) if "keep" in data else "ensemble"  # older files: ensembles
+        if kept != keep:
             raise ValueError(
-                f"checkpoint {path} was written with keep={saved!r}, this run asks for "
+                f"checkpoint {path} was written with keep={kept!r}, this run asks for "
                 f"keep={keep!r}; use the same `keep` or another checkpoint path."
             )
         done = int(data["done"])
@@ -101,6 +177,40 @@ def _load(path: Path, fingerprint: str, keep: str):
     return state, done, history
 
 
+def _check_checkpoint_path(path: Path, every: int) -> None:
+    """Fail before any cycle runs if the checkpoint cannot be written."""
+    if isinstance(every, bool) or every < 1:
+        raise ValueError(f"checkpoint_every must be a positive integer, got {every!r}.")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"checkpoint {path}: the folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"checkpoint {path}: the folder {folder} is not writable.")
+    if path.exists() and path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder, not a file.")
+    for stale in folder.glob(path.name + ".tmp"):  # left by a run killed mid-write
+        stale.unlink()
+
+
+@eqx.filter_jit
+def _step(filt, state, y, key, forcing, keep, layout):
+    """One cycle, compiled once per (filter structure, shapes, `keep`, layout)."""
+    with layout.active():
+        state, diag = filt.step(state, y, cycle_key(key, state.cycle), forcing)
+        state = FilterState(
+            layout.constrain(state.particles, sharded=True),
+            layout.constrain(state.log_weights, sharded=False),
+            state.cycle,
+        )
+        x, log_w = state.particles[:, -1], normalise(state.log_weights)
+        if keep == "moments":  # reduced on the device: only 2 x d numbers leave it
+            w = jnp.exp(log_w)
+            kept = (metrics.ensemble_mean(x, w), metrics.ensemble_variance(x, w))
+        else:
+            kept = (x, log_w)
+    return state, kept + (diag.ess, diag.alpha, diag.log_likelihood)
+
+
 def assimilate(
     filt: AbstractFilter,
     state: FilterState,
@@ -110,10 +220,13 @@ def assimilate(
     *,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 10,
+    checkpoint_mismatch: Literal["error", "restart", "resume"] = "error",
     progress: bool = True,
     description: str | None = None,
     on_cycle: Callable[[int, Diagnostics, float], None] | None = None,
     keep: Literal["ensemble", "moments"] = "ensemble",
+    layout: ParticleLayout | None = None,
+    compile_cache: str | os.PathLike | None = None,
 ) -> tuple[FilterState, FilterOutput | FilterMoments]:
     """Run `filt` over ``observations[t]``, ``t = 0..T-1``, one compiled step per cycle.
 
@@ -121,8 +234,12 @@ def assimilate(
 
     - `filt`, `state`, `observations`, `key`, `forcings`: as for [`assimilax.filter_scan`][].
     - `checkpoint`: a file path; the run is saved there every `checkpoint_every` cycles
-      and at the end, and resumed from it if it exists (the checkpoint records a
-      fingerprint of the observations, ensemble shape and key, and refuses another run's).
+      and at the end, and resumed from it if it exists.  The checkpoint records a
+      fingerprint of the whole run (the filter's structure and parameters, the initial
+      ensemble, the observations, the forcings, the key and the package version).
+    - `checkpoint_mismatch`: what to do with a checkpoint of another run: ``"error"``
+      (refuse, naming the parts that differ), ``"restart"`` (start afresh and overwrite it)
+      or ``"resume"`` (continue from it anyway).
     - `progress`: show a progress bar with the ESS and the tempering alpha.
     - `description`: the progress bar's label.
     - `on_cycle`: called after each cycle with ``(cycle, diagnostics, seconds)``, the
@@ -131,6 +248,15 @@ def assimilate(
       particles ``(n, d)`` and their log-weights) or ``"moments"`` (their weighted mean
       and variance ``(d,)`` each, computed in the compiled step).  The checkpoint holds
       the current state either way, and the kept history.
+    - `layout`: a [`assimilax.sharding.ParticleLayout`][] (devices and chunk size); default
+      one device, all particles in one `vmap`.
+    - `compile_cache`: a folder for JAX's persistent compilation cache
+      ([`assimilax.sharding.enable_compile_cache`][]).
+
+    The step is compiled once per filter structure, shapes, `keep` and layout, and reused
+    by later calls (a resumed run, the next seed).  A cycle whose analysis holds NaN or inf
+    stops the run with a `FloatingPointError` naming the cycle; the checkpoint then holds
+    the cycles before it.
 
     **Returns:** the final state and, for ``"ensemble"``, a [`assimilax.FilterOutput`][]
     (a JAX array per field, ``(T, n, d)`` particles); for ``"moments"``, a
@@ -138,35 +264,64 @@ def assimilate(
     """
     if keep not in _KEPT:
         raise ValueError(f"keep must be 'ensemble' or 'moments', got {keep!r}.")
+    if checkpoint_mismatch not in ("error", "restart", "resume"):
+        raise ValueError(
+            "checkpoint_mismatch must be 'error', 'restart' or 'resume', got "
+            f"{checkpoint_mismatch!r}."
+        )
+    layout = ParticleLayout() if layout is None else layout
+    layout.check_particles(state.particles.shape[0])
     check_observations(getattr(filt, "observation", None), observations, filt.emulator.state_size)
     obs = np.asarray(observations, dtype=np.asarray(state.particles).dtype)
-    fingerprint = _fingerprint(state, obs, key)
+    n_times = obs.shape[0]
+    if forcings is not None:
+        lengths = {np.shape(leaf)[0] if np.ndim(leaf) else 0 for leaf in jax.tree.leaves(forcings)}
+        if min(lengths, default=n_times) < n_times:
+            raise ValueError(
+                f"forcings cover {min(lengths)} cycles, the observations {n_times}: give "
+                "one forcing per observation time."
+            )
+    if compile_cache is not None:
+        enable_compile_cache(compile_cache)
     path = None if checkpoint is None else Path(checkpoint)
+    if path is not None:
+        _check_checkpoint_path(path, checkpoint_every)
+    fingerprint = _fingerprint(filt, state, obs, key, forcings)
     fields = _KEPT[keep] + _DIAGNOSTICS
     history = {k: [] for k in fields}
     done = 0
     if path is not None and path.exists():
-        state, done, history = _load(path, fingerprint, keep)
+        loaded = _load(path, fingerprint, keep, checkpoint_mismatch)
+        if loaded is not None:
+            state, done, history = loaded
+    state = FilterState(
+        layout.put(state.particles, sharded=True),
+        layout.put(state.log_weights, sharded=False),
+        layout.put(state.cycle, sharded=False),
+    )
+    key = layout.put(key, sharded=False)
 
-    @eqx.filter_jit
-    def step(state, y, forcing):
-        state, diag = filt.step(state, y, cycle_key(key, state.cycle), forcing)
-        x, log_w = state.particles[:, -1], normalise(state.log_weights)
-        if keep == "moments":  # reduced on the device: only 2 x d numbers leave it
-            w = jnp.exp(log_w)
-            kept = (metrics.ensemble_mean(x, w), metrics.ensemble_variance(x, w))
-        else:
-            kept = (x, log_w)
-        return state, kept + (diag.ess, diag.alpha, diag.log_likelihood), diag
-
-    n_times = obs.shape[0]
     bar = tqdm(total=n_times, initial=done, disable=not progress, desc=description, unit="cycle")
     for t in range(done, n_times):
         start = time.perf_counter()
         forcing = None if forcings is None else jax.tree.map(lambda a: a[t], forcings)
-        state, kept, diag = step(state, jnp.asarray(obs[t]), forcing)
+        y = layout.put(obs[t], sharded=False)
+        if forcing is not None:
+            forcing = layout.put(forcing, sharded=False)
+        new_state, kept = _step(filt, state, y, key, forcing, keep, layout)
+        kept = [to_host(v) for v in kept]  # blocks until the cycle is done
+        diag = Diagnostics(*(jnp.asarray(v) for v in kept[-3:]))
+        if not all(np.all(np.isfinite(v)) for v in kept[:-1]):
+            bar.close()
+            raise FloatingPointError(
+                f"{type(filt).__name__}: the analysis of cycle {t} (observation {t}) holds "
+                "NaN or inf (particles, weights or diagnostics)"
+                + (f"; {path} holds the {_done_in(path)} cycles before it" if path else "")
+                + "."
+            )
+        state = new_state
         for name, value in zip(fields, kept):
-            history[name].append(np.asarray(value))  # blocks until the cycle is done
+            history[name].append(value)
         if on_cycle is not None:
             on_cycle(t, diag, time.perf_counter() - start)
         bar.update(1)
@@ -180,3 +335,11 @@ def assimilate(
         return state, FilterMoments(stacked["mean"], stacked["variance"], diagnostics)
     particles, log_weights = (jnp.asarray(stacked[k]) for k in _KEPT["ensemble"])
     return state, FilterOutput(particles, log_weights, diagnostics)
+
+
+def _done_in(path: Path) -> int:
+    """How many cycles the checkpoint at `path` holds (0 if there is none)."""
+    if not path.exists():
+        return 0
+    with np.load(path, allow_pickle=False) as data:
+        return int(data["done"])

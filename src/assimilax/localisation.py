@@ -33,6 +33,12 @@ class BlockLocalisation(eqx.Module):
     - `obs_blocks`: ``(p,)`` block index of every observation.
     - `n_blocks`: the number of blocks (static).
 
+    Derived at construction, for moving blocks between devices
+    ([`assimilax.sharding.glue_particles`][]): `block_columns` ``(n_blocks, s)``, the
+    components of each block padded to the largest block ``s`` (padding repeats the
+    block's first component), and `block_position` ``(d,)``, each component's place in its
+    block's row.
+
     Build one with [`BlockLocalisation.contiguous`][] or
     [`BlockLocalisation.from_state_blocks`][].
     """
@@ -40,6 +46,8 @@ class BlockLocalisation(eqx.Module):
     state_blocks: Int[Array, " d"]
     obs_blocks: Int[Array, " p"]
     n_blocks: int = eqx.field(static=True)
+    block_columns: Int[Array, "b s"]
+    block_position: Int[Array, " d"]
 
     def __init__(
         self,
@@ -66,6 +74,15 @@ class BlockLocalisation(eqx.Module):
         self.state_blocks = jnp.asarray(state_blocks, jnp.int32)
         self.obs_blocks = jnp.asarray(obs_blocks, jnp.int32)
         self.n_blocks = int(n_blocks)
+        members = [np.flatnonzero(state_blocks == b) for b in range(self.n_blocks)]
+        columns = np.zeros((self.n_blocks, max([1] + [len(c) for c in members])), np.int32)
+        position = np.zeros(state_blocks.shape[0], np.int32)
+        for b, cols in enumerate(members):
+            columns[b] = cols[0] if len(cols) else 0
+            columns[b, : len(cols)] = cols
+            position[cols] = np.arange(len(cols))
+        self.block_columns = jnp.asarray(columns)
+        self.block_position = jnp.asarray(position)
 
     @property
     def state_size(self) -> int:

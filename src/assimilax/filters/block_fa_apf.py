@@ -22,7 +22,7 @@ is exact blockwise, which is how it is tested against the Kalman filter.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ..emulators import AbstractEmulator
 from ..guidance import MMPS, AbstractGuidance
@@ -36,21 +36,11 @@ from ..resampling import (
     normalise,
 )
 from ..sampling import Sampler
+from ..sharding import glue_histories as glue_histories, glue_particles, replicate
 from ..tempering import AbstractTempering, ESSBandTempering
 from ..weighting import AbstractWeighting, DiracWeights
-from .base import AbstractFilter, Diagnostics
+from .base import AbstractFilter, Diagnostics, FilterState
 from .fa_apf import guided_proposals, predictive_means
-
-
-def glue_histories(
-    particles: Float[Array, "n m d"],
-    ancestors: Int[Array, "b n"],
-    state_blocks: Int[Array, " d"],
-) -> Float[Array, "n m d"]:
-    """``h~[i, :, c] = particles[ancestors[state_blocks[c], i], :, c]``."""
-    per_component = ancestors[state_blocks].T  # (n, d)
-    index = jnp.broadcast_to(per_component[:, None, :], particles.shape)
-    return jnp.take_along_axis(particles, index, axis=0)
 
 
 class BlockFAAPF(AbstractFilter):
@@ -94,17 +84,24 @@ class BlockFAAPF(AbstractFilter):
                 f"observation model returns {self.observation.obs_size}."
             )
 
-    def step(self, state, y, key, forcing=None):
+    def first_stage(
+        self,
+        state: FilterState,
+        y: Float[Array, " p"],
+        key: PRNGKeyArray,
+        forcing: PyTree = None,
+    ) -> tuple[Int[Array, "b n"], Diagnostics]:
+        """Steps 1-2 with the cycle's `key`: each block's ancestors and the diagnostics."""
         n = state.particles.shape[0]
         loc = self.localisation
-        k_mean, k_res, k_prop = jax.random.split(key, 3)
+        k_mean, k_res, _ = jax.random.split(key, 3)
         mu = predictive_means(self.emulator, self.sampler.sigma_max, k_mean, state.particles, forcing)
         log_g = jax.vmap(
             lambda m: self.weighting.blocks(
                 self.observation, y, m, loc.obs_blocks, loc.n_blocks
             )
         )(mu).T  # (b, n)
-        log_g = jax.vmap(check_weights)(log_g)
+        log_g = jax.vmap(check_weights)(replicate(log_g))
         prior = normalise(state.log_weights)
         alpha = jax.vmap(lambda g: self.tempering(g, prior))(log_g)
         first_stage = prior[None, :] + alpha[:, None] * log_g
@@ -114,9 +111,19 @@ class BlockFAAPF(AbstractFilter):
         else:
             keys = jax.random.split(k_res, loc.n_blocks)
             ancestors = jax.vmap(lambda k, w: self.resampler(k, w, n))(keys, first_stage)
-        histories = glue_histories(state.particles, ancestors, loc.state_blocks)
-        new = guided_proposals(self, k_prop, histories, y, forcing)
-        new = eqx.tree_at(lambda s: s.cycle, new, state.cycle + 1)
         ess = jax.vmap(effective_sample_size)(first_stage)
         evidence = jnp.sum(jax.vmap(lambda g: jax.nn.logsumexp(prior + g))(log_g))
-        return new, Diagnostics(jnp.min(ess), jnp.min(alpha), evidence)
+        return ancestors, Diagnostics(jnp.min(ess), jnp.min(alpha), evidence)
+
+    def step(
+        self,
+        state: FilterState,
+        y: Float[Array, " p"],
+        key: PRNGKeyArray,
+        forcing: PyTree = None,
+    ) -> tuple[FilterState, Diagnostics]:
+        ancestors, diag = self.first_stage(state, y, key, forcing)
+        k_prop = jax.random.split(key, 3)[2]
+        histories = glue_particles(state.particles, ancestors, self.localisation)
+        new = guided_proposals(self, k_prop, histories, y, forcing)
+        return eqx.tree_at(lambda s: s.cycle, new, state.cycle + 1), diag

@@ -18,6 +18,7 @@ from ..resampling import (
     normalise,
 )
 from ..sampling import Sampler
+from ..sharding import map_particles, replicate, take_particles
 from ..transitions import sample_transition
 from .base import AbstractFilter, Diagnostics, FilterState
 
@@ -46,12 +47,14 @@ class BootstrapPF(AbstractFilter):
         resample = ess < self.resample_threshold * n + 1e-6 * n
         ancestors = jnp.where(resample, self.resampler(k_res, prior, n), jnp.arange(n))
         prior = jnp.where(resample, -jnp.log(n) * jnp.ones_like(prior), prior)
-        histories = state.particles[ancestors]
-        x = jax.vmap(
-            lambda k, h: sample_transition(self.emulator, self.sampler, k, h, forcing)
-        )(jax.random.split(k_prop, n), histories)
+        histories = take_particles(state.particles, ancestors)
+        x = map_particles(
+            lambda k, h: sample_transition(self.emulator, self.sampler, k, h, forcing),
+            jax.random.split(k_prop, n),
+            histories,
+        )
         log_lik = jax.vmap(lambda xi: self.observation.log_likelihood(y, xi))(x)
-        log_weights = check_weights(prior + log_lik)
+        log_weights = check_weights(prior + replicate(log_lik))
         particles = jax.vmap(push_history)(histories, x)
         new = FilterState(particles, normalise(log_weights), state.cycle + 1)
         diag = Diagnostics(

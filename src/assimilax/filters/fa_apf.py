@@ -20,7 +20,7 @@ linear-Gaussian model it converges to the Kalman filter.  The reported
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ..emulators import AbstractEmulator, predictive_mean, push_history
 from ..guidance import MMPS, AbstractGuidance
@@ -33,6 +33,7 @@ from ..resampling import (
     normalise,
 )
 from ..sampling import Sampler
+from ..sharding import map_particles, replicate, take_particles
 from ..tempering import AbstractTempering, ESSBandTempering
 from ..transitions import sample_transition
 from ..weighting import AbstractWeighting, DiracWeights
@@ -48,8 +49,10 @@ def predictive_means(
 ) -> Float[Array, "n d"]:
     """``mu_i ~= E[x[k+1] | h_i]`` for every particle: step 1 of the FA-APF."""
     n = particles.shape[0]
-    return jax.vmap(lambda k, h: predictive_mean(emulator, k, h, forcing, sigma_max))(
-        jax.random.split(key, n), particles
+    return map_particles(
+        lambda k, h: predictive_mean(emulator, k, h, forcing, sigma_max),
+        jax.random.split(key, n),
+        particles,
     )
 
 
@@ -65,11 +68,13 @@ def guided_proposals(
     `filt` supplies ``emulator``, ``sampler``, ``guidance`` and ``observation``.
     """
     n = histories.shape[0]
-    x = jax.vmap(
+    x = map_particles(
         lambda k, h: sample_transition(
             filt.emulator, filt.sampler, k, h, forcing, filt.guidance, filt.observation, y
-        )
-    )(jax.random.split(key, n), histories)
+        ),
+        jax.random.split(key, n),
+        histories,
+    )
     particles = jax.vmap(push_history)(histories, x)
     return FilterState(particles, jnp.zeros(n, x.dtype), jnp.zeros((), jnp.int32))
 
@@ -97,19 +102,36 @@ class FAAPF(AbstractFilter):
     tempering: AbstractTempering = ESSBandTempering()
     resampler: AbstractResampler = Systematic()
 
-    def step(self, state, y, key, forcing=None):
+    def first_stage(
+        self,
+        state: FilterState,
+        y: Float[Array, " p"],
+        key: PRNGKeyArray,
+        forcing: PyTree = None,
+    ) -> tuple[Int[Array, " n"], Diagnostics]:
+        """Steps 1-3 of a cycle with the cycle's `key`: the ancestors and the diagnostics."""
         n = state.particles.shape[0]
-        k_mean, k_res, k_prop = jax.random.split(key, 3)
+        k_mean, k_res, _ = jax.random.split(key, 3)
         mu = predictive_means(self.emulator, self.sampler.sigma_max, k_mean, state.particles, forcing)
         log_g = jax.vmap(lambda m: self.weighting(self.observation, y, m))(mu)
         prior = normalise(state.log_weights)
-        log_g = check_weights(log_g)
+        log_g = check_weights(replicate(log_g))
         alpha = self.tempering(log_g, prior)
         first_stage = prior + alpha * log_g
         ancestors = self.resampler(k_res, first_stage, n)
-        new = guided_proposals(self, k_prop, state.particles[ancestors], y, forcing)
-        new = eqx.tree_at(lambda s: s.cycle, new, state.cycle + 1)
         diag = Diagnostics(
             effective_sample_size(first_stage), alpha, jax.nn.logsumexp(prior + log_g)
         )
-        return new, diag
+        return ancestors, diag
+
+    def step(
+        self,
+        state: FilterState,
+        y: Float[Array, " p"],
+        key: PRNGKeyArray,
+        forcing: PyTree = None,
+    ) -> tuple[FilterState, Diagnostics]:
+        ancestors, diag = self.first_stage(state, y, key, forcing)
+        k_prop = jax.random.split(key, 3)[2]
+        new = guided_proposals(self, k_prop, take_particles(state.particles, ancestors), y, forcing)
+        return eqx.tree_at(lambda s: s.cycle, new, state.cycle + 1), diag

@@ -5,6 +5,7 @@ import jax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from ..resampling import normalise
+from ..sharding import ParticleLayout
 from .base import AbstractFilter, Diagnostics, FilterState, check_observations
 
 
@@ -27,14 +28,20 @@ def cycle_key(key: PRNGKeyArray, cycle: ArrayLike) -> PRNGKeyArray:
 
 
 @eqx.filter_jit
-def _scan(filt, state, observations, key, forcings):
+def _scan(filt, state, observations, key, forcings, layout):
     def body(state, inputs):
         y, forcing = inputs
         state, diag = filt.step(state, y, cycle_key(key, state.cycle), forcing)
+        state = FilterState(
+            layout.constrain(state.particles, sharded=True),
+            layout.constrain(state.log_weights, sharded=False),
+            state.cycle,
+        )
         out = FilterOutput(state.particles[:, -1], normalise(state.log_weights), diag)
         return state, out
 
-    return jax.lax.scan(body, state, (observations, forcings))
+    with layout.active():
+        return jax.lax.scan(body, state, (observations, forcings))
 
 
 def filter_scan(
@@ -43,6 +50,7 @@ def filter_scan(
     observations: Float[ArrayLike, "T p"],
     key: PRNGKeyArray,
     forcings: PyTree = None,
+    layout: ParticleLayout | None = None,
 ) -> tuple[FilterState, FilterOutput]:
     """Assimilate ``observations[t]`` for ``t = 0..T-1`` in one compiled scan.
 
@@ -53,9 +61,21 @@ def filter_scan(
     - `observations`: ``(T, p)``, NaN where missing.
     - `key`: the run's key; cycle ``c`` uses ``fold_in(key, c)``.
     - `forcings`: a pytree with leading axis ``T``, or None.
+    - `layout`: a [`assimilax.sharding.ParticleLayout`][] (devices and chunk size); the
+      state is placed with it.  Default: one device, one `vmap` over all particles.
 
     **Returns:** the final state and a [`FilterOutput`][].
     """
     check_observations(getattr(filt, "observation", None), observations, filt.emulator.state_size)
-    observations = jax.numpy.asarray(observations, state.particles.dtype)
-    return _scan(filt, state, observations, key, forcings)
+    layout = ParticleLayout() if layout is None else layout
+    layout.check_particles(state.particles.shape[0])
+    observations = layout.put(jax.numpy.asarray(observations, state.particles.dtype), sharded=False)
+    state = FilterState(
+        layout.put(state.particles, sharded=True),
+        layout.put(state.log_weights, sharded=False),
+        layout.put(state.cycle, sharded=False),
+    )
+    if layout.mesh is not None:
+        key = layout.put(key, sharded=False)
+        forcings = layout.put(forcings, sharded=False)
+    return _scan(filt, state, observations, key, forcings, layout)
