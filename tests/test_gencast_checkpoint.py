@@ -87,6 +87,20 @@ def test_official_key_layout():
     assert "denoiser_architecture_config:sparse_transformer_config:name" not in flat
 
 
+def test_weathernext_upcast_attn_field_is_accepted():
+    key = "denoiser_architecture_config:sparse_transformer_config:upcast_attn_to_fp32"
+    flat = ckpt.read_flat(_save(_tiny_checkpoint()))
+    assert key not in flat  # graphcast-era files do not have it ...
+    assert ckpt.load_checkpoint(_resave_flat(flat)).denoiser_architecture_config.sparse_transformer_config.upcast_attn_to_fp32 is None
+    flat[key] = np.asarray(True)  # ... files written by weathernext do
+    loaded = ckpt.load_checkpoint(_resave_flat(flat))
+    assert loaded.denoiser_architecture_config.sparse_transformer_config.upcast_attn_to_fp32 is True
+    assert ckpt.read_flat(_save(loaded))[key] == np.asarray(True)  # and it is written back
+    flat[key] = np.asarray("yes")
+    with pytest.raises(ckpt.CheckpointFormatError, match="upcast_attn_to_fp32"):
+        ckpt.load_checkpoint(_resave_flat(flat))
+
+
 def test_missing_field_is_named():
     flat = ckpt.read_flat(_save(_tiny_checkpoint()))
     del flat["denoiser_architecture_config:mesh_size"]

@@ -159,3 +159,19 @@ def test_default_denoiser_uses_the_reference_graph_on_a_tie_grid():
         off = np.setdiff1d(np.arange(n_grid), tie_nodes)
         np.testing.assert_allclose(a[off], b[off], rtol=0, atol=1e-6)
         assert np.abs(a[tie_nodes] - b[tie_nodes]).max() > 1e-3
+
+
+def test_stack_dataset_without_grid_dimensions():
+    # Time-only forcings (year_progress_*) have no lat/lon: broadcast over a given grid.
+    ds = xarray.Dataset({"year_progress_sin": (("time",), np.array([0.25], np.float32)),
+                         "year_progress_cos": (("time",), np.array([-0.5], np.float32))})
+    out = D.stack_dataset(ds, grid_shape=(3, 4))
+    assert out.shape == (12, 2)
+    np.testing.assert_array_equal(out[:, 0], -0.5)  # sorted by name: cos before sin
+    np.testing.assert_array_equal(out[:, 1], 0.25)
+    with pytest.raises(ValueError, match="no 'lat' dimension.*grid_shape"):
+        D.stack_dataset(ds)
+    mixed = ds.assign(t=(("lat", "lon"), np.zeros((3, 4), np.float32)))
+    assert D.stack_dataset(mixed).shape == (12, 3)
+    with pytest.raises(ValueError, match="grid_shape gives 5 for 'lon'"):
+        D.stack_dataset(mixed, grid_shape=(3, 5))

@@ -63,6 +63,24 @@ def test_grid2mesh_radius_query_matches_brute_force(small):
     assert np.bincount(mesh_idx, minlength=m.vertices.shape[0]).min() >= 1
 
 
+def test_grid2mesh_precision_rule_float32_coordinates():
+    """The reference casts grid lat/lon to float32; float64 coordinates would add 6 edges at
+    0.25 degrees with mesh 6 (at grid nodes whose chord to a mesh node is within rounding of
+    the radius).  Three latitude rows of that grid hold all six."""
+    from scipy.spatial import cKDTree
+
+    m = mesh.gencast_mesh(6)
+    radius = gm.grid2mesh_radius(m, 0.6)
+    lat = np.array([-59.5, 25.25, 54.75])
+    lon = np.arange(0.0, 360.0, 0.25)
+    g64, m64 = gm.radius_query_edges(lat, lon, m, radius)
+    g32, m32 = gm.radius_query_edges(lat.astype(np.float32), lon.astype(np.float32), m, radius)
+    np.testing.assert_array_equal(g64, g32)
+    np.testing.assert_array_equal(m64, m32)
+    in_float64 = cKDTree(m.vertices).query_ball_point(gm.grid_positions(lat, lon), r=radius)
+    assert sum(len(n) for n in in_float64) == g32.size + 6
+
+
 def _closest_distances_brute_force(points, m):
     """Distance from each point to each flat face, by dense sampling-free geometry."""
     v = m.vertices.astype(np.float64)

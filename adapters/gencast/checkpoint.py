@@ -162,6 +162,8 @@ def decode(typ: Any, value: Any, path: tuple[str, ...] = ()) -> Any:
         raise CheckpointFormatError(
             f"{_name(path)!r} should be a scalar {typ.__name__}, got an array of shape {array.shape}."
         )
+    if typ is bool and not (array.dtype.kind == "b" or (array.dtype.kind in "iu" and array.item() in (0, 1))):
+        raise CheckpointFormatError(f"{_name(path)!r}: cannot read {array.item()!r} as bool.")
     try:
         return typ(array.item())
     except (TypeError, ValueError) as e:

@@ -125,7 +125,12 @@ class NoiseEncoderConfig:
 class SparseTransformerConfig:
     """The mesh processor: `num_layers` blocks of attention over `attention_k_hop`-hop mesh
     neighbourhoods (``num_heads`` heads, width `d_model`) and an MLP of `ffw_hidden` units.
-    The ``block_*`` and ``mask_type`` fields tune TPU splash attention only."""
+    The ``block_*`` and ``mask_type`` fields tune TPU splash attention only.
+
+    `upcast_attn_to_fp32` is carried by newer checkpoints written with google-deepmind/weathernext
+    (absent, hence ``None``, in the graphcast-era files): attention's queries, keys and values in
+    float32.  This adapter's attention runs in the dtype of its inputs (float32 unless the caller
+    casts) with the softmax in float32, so in float32 both settings compute the same thing."""
 
     attention_k_hop: int
     d_model: int
@@ -143,6 +148,7 @@ class SparseTransformerConfig:
     attn_winit_final_mult: float = 0.0
     ffw_hidden: int = 2048
     name: str | None = None
+    upcast_attn_to_fp32: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)

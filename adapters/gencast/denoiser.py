@@ -75,16 +75,36 @@ class GenCastContext(eqx.Module):
     forcings: Float[Array, "g cf"]
 
 
-def stack_dataset(dataset: xarray.Dataset) -> np.ndarray:
+def stack_dataset(
+    dataset: xarray.Dataset, grid_shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """``[n_lat * n_lon, channels]`` of one sample, in the reference's stacking order.
 
     Variables sorted by name; each variable's axes other than ``lat`` and ``lon`` are folded
     into channels in the variable's own order; variables without ``lat``/``lon`` are
-    broadcast over the grid.  `dataset` must have no batch axis.
+    broadcast over the grid.  `dataset` must have no batch axis.  The grid is the dataset's
+    ``lat``/``lon`` dimensions, or `grid_shape` ``(n_lat, n_lon)`` when the dataset has none
+    (forcings such as ``year_progress_sin`` that depend on time only).
     """
     if "batch" in dataset.dims:
         raise ValueError("stack_dataset stacks one sample: select a batch element first.")
-    nlat, nlon = dataset.sizes["lat"], dataset.sizes["lon"]
+    sizes = {}
+    for axis, dim in enumerate(("lat", "lon")):
+        given = None if grid_shape is None else int(grid_shape[axis])
+        if dim in dataset.sizes:
+            if given is not None and given != dataset.sizes[dim]:
+                raise ValueError(
+                    f"grid_shape gives {given} for {dim!r} but the dataset has {dataset.sizes[dim]}."
+                )
+            sizes[dim] = dataset.sizes[dim]
+        elif given is not None:
+            sizes[dim] = given
+        else:
+            raise ValueError(
+                f"The dataset has no {dim!r} dimension (variables {sorted(dataset.data_vars)}): "
+                "pass grid_shape=(n_lat, n_lon) to broadcast it over the grid."
+            )
+    nlat, nlon = sizes["lat"], sizes["lon"]
     blocks = []
     for name in sorted(dataset.data_vars):
         var = dataset[name].variable
