@@ -83,7 +83,7 @@ def edm_loss(
 
 
 def mean_error(
-    emulator: Lorenz96Emulator, model: Lorenz96, x0: Float[Array, "b d"], sigma: float
+    emulator: Lorenz96Emulator, model: Lorenz96, x0: Float[Array, "b d"], sigma: float | Float[Array, ""]
 ) -> Float[Array, ""]:
     """RMS error (state units) of ``to_state(D(sigma eps, sigma; c))`` against ``M(x0)``.
 
