@@ -308,4 +308,5 @@ def nearest_observations(
     weights: Float[Array, " p"], count: int
 ) -> tuple[Float[Array, " k"], Int[Array, " k"]]:
     """The `count` largest weights and their observation indices (a static local domain)."""
-    return jax.lax.top_k(weights, count)
+    values, indices = jax.lax.top_k(weights, count)
+    return values, indices
