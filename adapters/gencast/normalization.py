@@ -55,22 +55,42 @@ class Statistics:
         self.mean_ds, self.std_ds, self.diffs_std_ds, self.minimum_ds = mean, std, diffs_std, minimum
 
     @classmethod
-    def from_dir(cls, path: "str | os.PathLike") -> "Statistics":
-        """Read ``mean_by_level.nc``, ``stddev_by_level.nc``, ``diffs_stddev_by_level.nc`` and
-        (if present) ``min_by_level.nc`` from the folder `path`."""
+    def from_dir(
+        cls,
+        path: "str | os.PathLike",
+        *,
+        mean: str = FILES["mean"],
+        std: str = FILES["std"],
+        diffs_std: str = FILES["diffs_std"],
+        minimum: str | None = FILES["minimum"],
+    ) -> "Statistics":
+        """Read the four statistics files from the folder `path`.
+
+        File names default to the official ones (``mean_by_level.nc``, ``stddev_by_level.nc``,
+        ``diffs_stddev_by_level.nc``, ``min_by_level.nc``); pass others by keyword.  The
+        minimum file is optional under its default name (it is only needed to fill NaN SST),
+        required when named explicitly; ``minimum=None`` skips it.  Any number of pressure
+        levels (the official 37, the 13 of WeatherBench) is accepted: levels are selected by
+        value.
+        """
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"GenCast statistics folder {str(path)!r} does not exist.")
-        missing = [n for k, n in FILES.items() if k != "minimum" and not (path / n).exists()]
+        names = {"mean": mean, "std": std, "diffs_std": diffs_std, "minimum": minimum}
+        optional = {"minimum"} if minimum == FILES["minimum"] else set()
+        missing = [
+            f"{key}: {name}" for key, name in names.items()
+            if name is not None and key not in optional and not (path / name).exists()
+        ]
         if missing:
             raise FileNotFoundError(
                 f"GenCast statistics file(s) {missing} missing from {str(path)!r} "
-                f"(expected {sorted(FILES.values())}; min_by_level.nc is optional)."
+                f"(official names: {sorted(FILES.values())}; the minimum file is optional)."
             )
         loaded = {}
-        for key, name in FILES.items():
-            f = path / name
-            loaded[key] = xr.load_dataset(f) if f.exists() else None
+        for key, name in names.items():
+            f = None if name is None else path / name
+            loaded[key] = xr.load_dataset(f) if f is not None and f.exists() else None
         return cls(**loaded)
 
     def _vector(self, ds: xr.Dataset | None, name: str, levels: Sequence[int] | None) -> np.ndarray | None:

@@ -197,3 +197,25 @@ def filter_checkpoint(seed: int = 0, sampler_config: "C.SamplerConfig | None" = 
         noise_config=C.NoiseConfig(),
         noise_encoder_config=nenc,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The reference experiment's shared data (statistics, observation networks)
+# ---------------------------------------------------------------------------------------
+
+
+def reference_data_dir():
+    """The folder of the reference experiment's data, or ``None`` where it is absent.
+
+    ``$ASSIMILAX_GENCAST_REFERENCE`` if set, else ``../shared/gencast-reference`` beside the
+    repository (where CI and the project's machines keep it; a user's install has none).  It
+    holds ``stats/`` (GenCast's official statistics on 13 levels) and ``observations/`` (the
+    observation networks of Savary, Rozet & Louppe, ICML 2026); it is never copied into the
+    repository.
+    """
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("ASSIMILAX_GENCAST_REFERENCE")
+    folder = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "gencast-reference"
+    return folder if folder.is_dir() else None
