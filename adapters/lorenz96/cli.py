@@ -38,6 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ess-band", type=float, nargs=2, default=list(d.ess_band), metavar=("LOW", "HIGH"), help="tempering ESS band, fractions of N")
     p.add_argument("--block-size", type=int, default=d.block_size, help="components per block of the block FA-APF filters")
     p.add_argument("--emulator", default=None, help="path of other trained weights (.eqx with its .json)")
+    p.add_argument("--inflation", type=float, default=d.inflation, help="multiplicative inflation of the EnKF, ETKF and LETKF forecast anomalies")
+    p.add_argument("--localisation-radius", type=float, default=d.localisation_radius, help="LETKF Gaspari-Cohn length scale in grid points (DAPPER's loc_rad; half-width sqrt(10/3) times it)")
+    p.add_argument(
+        "--truth",
+        default=None,
+        metavar="FILE",
+        help="run on a given truth and observations (.npz or .nc with xx (K+1, d), row 0 the start; yy (K, p); "
+        "obs_idx (p,); q (model noise std); r (observation noise variance)); they replace --dim, --cycles, "
+        "--q, --obs-std and --observe-every",
+    )
     p.add_argument("--output", "-o", default="outputs/lorenz96", help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=main)
@@ -48,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     from . import experiment
 
     try:
-        cfg = TwinExperiment(
+        options = dict(
             particles=args.particles,
             cycles=args.cycles,
             observe_every=args.observe_every,
@@ -66,7 +76,15 @@ def main(args: argparse.Namespace) -> int:
             ess_band=tuple(args.ess_band),
             block_size=args.block_size,
             emulator_path=args.emulator,
+            inflation=args.inflation,
+            localisation_radius=args.localisation_radius,
         )
+        if args.truth is not None:
+            cfg = TwinExperiment.from_truth(args.truth, **options)
+            print(f"truth {args.truth}: d = {cfg.dim}, {cfg.cycles} cycles, {int(cfg.observed.sum())} observed "
+                  f"components, q = {cfg.q}, obs_std = {cfg.obs_std:g}")
+        else:
+            cfg = TwinExperiment(**options)
         if cfg.uses_trained_emulator() and cfg.dim != 40 and args.emulator is None:
             raise ValueError(f"the shipped emulator is for dim = 40, got --dim {cfg.dim}; pass --emulator or run only oracle filters.")
         start = time.perf_counter()

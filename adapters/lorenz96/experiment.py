@@ -14,6 +14,10 @@ set of filters run from the same perturbed start on the same observations:
   Gaussian-predictive weights, no tempering, exact MMPS proposal);
 - ``bootstrap``: the bootstrap PF with the shipped emulator;
 - ``enkf``: a stochastic EnKF with the true stochastic model (an outside reference);
+- ``etkf``, ``letkf``: the ETKF and the LETKF (Hunt et al. 2007; Gaspari-Cohn
+  R-localisation of length scale `localisation_radius` on the ring) with the true model;
+- ``enkf-emulator``, ``letkf-emulator``: the same ensemble Kalman filters with the shipped
+  diffusion emulator as forecast model (the fair baseline of the FA-APF);
 - ``forecast``: the unconditional ensemble of the shipped emulator.
 """
 
@@ -39,9 +43,13 @@ FILTERS = (
     "optimal-pf",
     "bootstrap",
     "enkf",
+    "etkf",
+    "letkf",
+    "enkf-emulator",
+    "letkf-emulator",
     "forecast",
 )
-TRAINED = ("fa-apf", "fa-apf-block", "bootstrap", "forecast")
+TRAINED = ("fa-apf", "fa-apf-block", "bootstrap", "forecast", "enkf-emulator", "letkf-emulator")
 SOLVERS = ax.SOLVER_NAMES
 
 
@@ -67,6 +75,10 @@ class TwinExperiment:
     ess_band: tuple[float, float] = (0.2, 0.25)
     block_size: int = 5
     emulator_path: str | None = None
+    inflation: float = 1.0
+    localisation_radius: float = 4.0
+    obs_indices: tuple[int, ...] | None = None
+    truth_path: str | None = None
 
     def __post_init__(self):
         problems = []
@@ -97,6 +109,17 @@ class TwinExperiment:
             problems.append(f"cg_iterations must be at least 1, got {self.cg_iterations}")
         if not 1 <= self.block_size <= self.dim:
             problems.append(f"block_size must be in [1, {self.dim}], got {self.block_size}")
+        if not self.inflation > 0:
+            problems.append(f"inflation must be positive, got {self.inflation}")
+        if not self.localisation_radius > 0:
+            problems.append(f"localisation_radius must be positive, got {self.localisation_radius}")
+        if self.obs_indices is not None and (
+            not self.obs_indices
+            or min(self.obs_indices) < 0
+            or max(self.obs_indices) >= self.dim
+            or len(set(self.obs_indices)) != len(self.obs_indices)
+        ):
+            problems.append(f"obs_indices must be distinct components in [0, {self.dim})")
         lo, hi = self.ess_band
         if not 0 < lo <= hi <= 1:
             problems.append(f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}")
@@ -105,8 +128,21 @@ class TwinExperiment:
 
     @property
     def observed(self) -> np.ndarray:
-        """Boolean mask of the observed components."""
+        """Boolean mask of the observed components (`obs_indices` if given, else every
+        `observe_every`-th)."""
+        if self.obs_indices is not None:
+            return np.isin(np.arange(self.dim), self.obs_indices)
         return np.arange(self.dim) % self.observe_every == 0
+
+    @classmethod
+    def from_truth(cls, path: str, **options) -> "TwinExperiment":
+        """The experiment on the truth and observations of `path` (see `truth.load_truth`):
+        its dimension, cycles, observed components, ``q`` and ``R`` replace the options'."""
+        from .truth import load_truth
+
+        t = load_truth(path)
+        fixed = dict(dim=t.dim, cycles=t.cycles, q=t.q, obs_std=t.obs_std, obs_indices=tuple(int(i) for i in t.obs_idx))
+        return cls(**{**options, **fixed, "truth_path": str(path)})
 
     def uses_trained_emulator(self) -> bool:
         return any(f in TRAINED for f in self.filters)
@@ -127,6 +163,14 @@ def twin_data(cfg: TwinExperiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Truth ``(cycles + 1, d)`` (index 0 is the start), observations ``(cycles, p)`` and
     the initial ensemble ``(particles, d)``."""
     k_truth, k_obs, k_init = jax.random.split(jax.random.key(cfg.seed), 3)
+    if cfg.truth_path is not None:
+        from .truth import load_truth
+
+        t = load_truth(cfg.truth_path)
+        if t.dim != cfg.dim or t.cycles != cfg.cycles or not np.array_equal(np.flatnonzero(cfg.observed), t.obs_idx):
+            raise ValueError(f"the configuration does not match the truth file {cfg.truth_path}; build it with TwinExperiment.from_truth.")
+        ensemble = t.xx[0] + cfg.init_std * np.asarray(jax.random.normal(k_init, (cfg.particles, cfg.dim)))
+        return t.xx, t.yy, ensemble
     model = Lorenz96(dim=cfg.dim)
     truth = simulate(k_truth, cfg.cycles + 1, model=model, q=cfg.q)
     noise = cfg.obs_std * jax.random.normal(k_obs, (cfg.cycles, int(cfg.observed.sum())))
@@ -153,6 +197,12 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
     guidance = ax.GuidanceBelowLevel(ax.MMPS(iterations=cfg.cg_iterations), cfg.guidance_max_sigma)
     oracle = oracle_emulator(cfg.q, cfg.dim)
     blocks = ax.BlockLocalisation.contiguous(cfg.dim, cfg.block_size, observation.operator)
+    distance = ax.DistanceLocalisation.from_operator(
+        ax.Periodic1D(cfg.dim),
+        np.arange(cfg.dim),
+        observation.operator,
+        ax.GaspariCohn.from_length_scale(cfg.localisation_radius),
+    )
     filters: dict[str, ax.AbstractFilter] = {}
     if cfg.uses_trained_emulator():
         emulator = load_emulator(cfg.emulator_path)  # clear errors for missing or bad files
@@ -161,7 +211,7 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
                 f"the emulator at {cfg.emulator_path or 'the shipped weights'} was trained for "
                 f"q = {_emulator_q(cfg.emulator_path)}, but the experiment uses q = {cfg.q}; "
                 "pass --emulator with weights trained for that q, or run only the oracle "
-                "filters (fa-apf-oracle, optimal-pf, enkf)."
+                "filters (fa-apf-oracle, fa-apf-block-oracle, optimal-pf, enkf, etkf, letkf)."
             )
     for name in cfg.filters:
         if name == "fa-apf":
@@ -189,8 +239,14 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
             )
         elif name == "bootstrap":
             filters[name] = ax.BootstrapPF(emulator, observation, sampler)
-        elif name == "enkf":
-            filters[name] = ax.StochasticEnKF(oracle, observation, sampler)
+        elif name in ("enkf", "enkf-emulator"):
+            model = oracle if name == "enkf" else emulator
+            filters[name] = ax.StochasticEnKF(model, observation, sampler, cfg.inflation)
+        elif name == "etkf":
+            filters[name] = ax.ETKF(oracle, observation, sampler, cfg.inflation)
+        elif name in ("letkf", "letkf-emulator"):
+            model = oracle if name == "letkf" else emulator
+            filters[name] = ax.LETKF(model, observation, sampler, distance, cfg.inflation)
         elif name == "forecast":
             filters[name] = ax.EnsembleForecast(emulator, sampler, observation)
     return filters
