@@ -190,7 +190,6 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
         cfg.levels,
         ax.solver_by_name(cfg.solver),
         ax.LangevinCorrector(cfg.corrector_steps, 0.2) if cfg.corrector_steps else None,
-        unroll=True,  # a small network on CPU: 5-6x faster unrolled (see assimilax.sampling)
     )
     tempering = ax.ESSBandTempering(*cfg.ess_band)
     # The trained emulator's Jacobian is unreliable at high noise (see GuidanceBelowLevel).
