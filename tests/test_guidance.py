@@ -24,6 +24,7 @@ The truncation (start at ``sigma_max eps`` without the mean, stop at ``sigma_min
 computed exactly per eigen-direction of ``P_y``.
 """
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import lineax as lx
@@ -263,3 +264,73 @@ def test_guidance_below_level_switches_at_max_sigma():
         assert not np.allclose(np.asarray(guided), np.asarray(prior))
     with pytest.raises(ValueError, match="max_sigma"):
         ax.GuidanceBelowLevel(inner, max_sigma=0.0)
+
+
+_SPLIT_SAMPLERS = {
+    "dpm2s-12": ax.Sampler(ax.EDMSchedule(2e-3, 80.0, 7.0), 12, ax.DPMSolverPP2S()),
+    "ab3-32-corrector": ax.Sampler(
+        ax.EDMSchedule(2e-3, 80.0, 7.0), 32, ax.AdamsBashforth3(), ax.LangevinCorrector(2, 0.2)
+    ),
+    "heun-10-churn-corrector": ax.Sampler(
+        ax.EDMSchedule(2e-3, 80.0, 7.0), 10, diffrax.Heun(), ax.LangevinCorrector(1, 0.1), ax.Churn(4.0)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(_SPLIT_SAMPLERS))
+def test_guidance_below_level_split_equals_switch(name):
+    """The sampler's static split of `GuidanceBelowLevel` (unguided steps, guided steps, a
+    `lax.cond` in the straddling step) draws the same samples from the same keys as the
+    per-evaluation switch of `GuidanceBelowLevel.__call__` (float64 rounding)."""
+    sampler = _SPLIT_SAMPLERS[name]
+    m, P, H, R, y = _problem()
+    operator, noise = ax.MatrixOperator(H), ax.DenseGaussianNoise(R)
+    guidance = ax.GuidanceBelowLevel(ax.MMPS(iterations=2), max_sigma=5.0)
+    den = ax.GaussianDenoiser(P)
+    mean = jnp.asarray(m)
+
+    def prior(x, s):
+        return den(x, s, mean)
+
+    def switch(x, s):  # not a SwitchedDenoiser: the sampler runs it at every level
+        return guidance(lambda z: prior(z, s), x, s, jnp.asarray(y), operator, noise)
+
+    split = ax.posterior_denoiser(guidance, prior, jnp.asarray(y), operator, noise)
+    assert isinstance(split, ax.SwitchedDenoiser)
+    keys = jax.random.split(jax.random.key(3), 4)
+
+    def run(denoise):
+        draw = lambda k: sampler.sample(k, denoise, lambda kk: jax.random.normal(kk, (D,)))
+        return np.asarray(jax.jit(jax.vmap(draw))(keys))
+
+    np.testing.assert_allclose(run(split), run(switch), rtol=1e-10, atol=1e-12)
+
+
+def test_guidance_below_level_skips_guidance_above():
+    """Counted at run time: on the Lorenz-96 job's default sampler (12 levels of
+    DPM-Solver++(2S), switch at sigma = 5) the guided denoiser runs 13 times and the prior 10,
+    not 23 guided evaluations; `Sampler.calls` predicts both counts."""
+    sampler = _SPLIT_SAMPLERS["dpm2s-12"]
+    m, P, H, R, y = _problem()
+    operator, noise = ax.MatrixOperator(H), ax.DenseGaussianNoise(R)
+    den = ax.GaussianDenoiser(P)
+    counts = {"above": 0, "below": 0}
+
+    def counted(fn, side):
+        def call(x, s):
+            jax.debug.callback(lambda: counts.__setitem__(side, counts[side] + 1))
+            return fn(x, s)
+
+        return call
+
+    prior = lambda x, s: den(x, s, jnp.asarray(m))
+    split = ax.posterior_denoiser(
+        ax.GuidanceBelowLevel(ax.MMPS(iterations=2), 5.0), prior, jnp.asarray(y), operator, noise
+    )
+    counted_split = ax.SwitchedDenoiser(counted(split.above, "above"), counted(split.below, "below"), split.level)
+    draw = jax.jit(lambda k: sampler.sample(k, counted_split, lambda kk: jax.random.normal(kk, (D,))))
+    jax.block_until_ready(draw(jax.random.key(0)))
+    jax.effects_barrier()
+    assert counts == {"above": 10, "below": 13}
+    assert sampler.calls(5.0, jnp.float64) == ax.DenoiserCalls(above=10, below=13)
+    assert sum(sampler.calls(5.0)) == sampler.denoiser_calls() == 23

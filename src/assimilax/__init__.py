@@ -86,8 +86,10 @@ from .resampling import (
 )
 from .sampling import (
     Churn as Churn,
+    DenoiserCalls as DenoiserCalls,
     LangevinCorrector as LangevinCorrector,
     Sampler as Sampler,
+    SwitchedDenoiser as SwitchedDenoiser,
 )
 from .schedules import (
     AbstractSchedule as AbstractSchedule,

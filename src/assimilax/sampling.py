@@ -18,19 +18,28 @@ finishes with one denoising step ``x = D(x, sigma_{n-1})`` (the Euler step to si
 
 The loop is a `jax.lax.scan` over levels that calls the diffrax solver's ``step``
 directly (diffrax's `diffeqsolve` has no hook for the stochastic moves between steps).
-It can be unrolled (``Sampler(unroll=True)``): the number of levels is static, and on
-CPU XLA runs a small network inside a vmapped loop body several times slower than the same
-steps unrolled (measured: 256 Lorenz-96 emulator samples, 12 levels, 4.1 s with a rolled
-scan, 0.72 s unrolled).  Rolled is the default: unrolling a large network (GenCast) over
-tens of levels makes compilation long, and accelerators run rolled loops well.
+It can be unrolled (``Sampler(unroll=True)``), but rolled is the default: it compiles in
+seconds where an unrolled loop of a network over tens of levels takes minutes, and it runs
+as fast, provided the network's convolutions are channel-last: XLA:CPU runs channel-first
+convolutions (`eqx.nn.Conv1d`, `Conv2d`) inside a loop body as naive loop nests, 8-10x
+slower than unrolled (jax-ml/jax#12868; see the performance page of the docs).
+
+A denoiser that is one function above a noise level and another below it
+([`SwitchedDenoiser`][], what [`assimilax.GuidanceBelowLevel`][] builds: the prior above,
+the guided posterior below) is split statically: the levels are known when the sampler is
+traced, so the steps whose evaluations all lie above the switch run the first function only,
+those all below it the second only, and a step straddling it evaluates both and selects per
+evaluation, as `SwitchedDenoiser.__call__` does.
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .schedules import AbstractSchedule, EDMSchedule
@@ -38,6 +47,31 @@ from .solvers import AdamsBashforth3, DPMSolverPP2S
 
 DenoiseFn = Callable[[Array, Array], Array]
 NoiseFn = Callable[[PRNGKeyArray], Array]
+
+
+class SwitchedDenoiser(eqx.Module):
+    """``D(x, sigma) = below(x, sigma)`` for ``sigma <= level``, ``above(x, sigma)`` otherwise.
+
+    [`Sampler`][] calls only the function each step needs (the levels are static) and this
+    switch in the step that straddles `level`.  The switch is a `jax.lax.cond`: the level is
+    the same for every particle, so under `vmap` over particles it stays a branch and only
+    one function runs (a level batched by `vmap` makes it a select, both run).
+    """
+
+    above: DenoiseFn
+    below: DenoiseFn
+    level: float
+
+    def __call__(self, x: Float[Array, " d"], sigma: Float[Array, ""]) -> Float[Array, " d"]:
+        return jax.lax.cond(jnp.asarray(sigma) <= self.level, self.below, self.above, x, sigma)
+
+
+class DenoiserCalls(NamedTuple):
+    """Denoiser evaluations per sample: `above` and `below` count the evaluations of each
+    function of a [`SwitchedDenoiser`][] (a step straddling its level counts in both)."""
+
+    above: int
+    below: int
 
 
 class Churn(eqx.Module):
@@ -91,9 +125,9 @@ class Sampler(eqx.Module):
       reference) or [`assimilax.DPMSolverPP2S`][].
     - `corrector`: optional [`LangevinCorrector`][] applied after each ODE step.
     - `churn`: optional [`Churn`][] applied before each ODE step.
-    - `unroll`: unroll the loop over levels.  Much faster at run time for a small
-      network denoiser on CPU; the default rolled loop compiles faster, which pays off for
-      large networks, cheap denoisers and many levels.
+    - `unroll`: unroll the loop over levels.  The default rolled loop compiles in seconds
+      and runs as fast as unrolled, unless the denoiser holds channel-first convolutions
+      on CPU (see the module docstring); unrolling then compiles for minutes.
     """
 
     schedule: AbstractSchedule = EDMSchedule()
@@ -118,6 +152,57 @@ class Sampler(eqx.Module):
         corrector = 0 if self.corrector is None else self.corrector.steps * steps
         return per_step * steps + corrector + 1
 
+    def _step_evaluations(self, levels: np.ndarray) -> list[np.ndarray]:
+        """Per step, the levels at which it calls the denoiser: from ``sigma_i`` (raised to
+        ``sigma_hat_i`` by churn) to ``sigma_{i+1}``, Euler and Adams-Bashforth evaluate at
+        ``sigma_hat_i``, Heun also at ``sigma_{i+1}``, DPM-Solver++(2S) at ``sigma_hat_i`` and
+        ``sqrt(sigma_hat_i sigma_{i+1})``, the corrector at ``sigma_{i+1}``; another solver is
+        taken to evaluate anywhere in ``[sigma_{i+1}, sigma_hat_i]``."""
+        top = levels[:-1]
+        if self.churn is not None:
+            g = min(self.churn.churn / self.n_levels, 2**0.5 - 1)
+            inside = (top >= self.churn.sigma_min) & (top <= self.churn.sigma_max)
+            top = top * (1 + np.where(inside, g, 0.0).astype(levels.dtype))
+        steps = []
+        for s0, s1 in zip(top, levels[1:]):
+            if isinstance(self.solver, DPMSolverPP2S):
+                ode = [s0, np.sqrt(s0 * s1)]
+            elif isinstance(self.solver, (diffrax.Euler, AdamsBashforth3)):
+                ode = [s0]
+            else:  # Heun, and the bounds of any other solver's stages
+                ode = [s0, s1]
+            corrector = [s1] * (0 if self.corrector is None else self.corrector.steps)
+            steps.append(np.array(ode + corrector, dtype=levels.dtype))
+        return steps
+
+    @staticmethod
+    def _side(evaluations: np.ndarray, switch: float) -> str:
+        """Which functions of a denoiser switched at `switch` a step needs."""
+        if np.all(evaluations > switch):
+            return "above"
+        return "below" if np.all(evaluations <= switch) else "both"
+
+    def _static_levels(self, dtype) -> np.ndarray | None:
+        """The levels as a NumPy array in `dtype`, or None if the schedule is traced."""
+        with jax.ensure_compile_time_eval():
+            levels = self.schedule.levels(self.n_levels).astype(dtype)
+        try:
+            return np.asarray(levels)
+        except jax.errors.TracerArrayConversionError:
+            return None
+
+    def calls(self, switch: float, dtype=jnp.float32) -> DenoiserCalls:
+        """Evaluations per sample of each function of a [`SwitchedDenoiser`][] at level
+        `switch` (for a guided denoiser: `below` is the number of guided evaluations, each a
+        forward pass and the guidance's vector-Jacobian products).  Exact for the solvers
+        named in the class docstring."""
+        levels = self._static_levels(dtype)
+        if levels is None:
+            raise ValueError("Sampler.calls needs a schedule with concrete (untraced) parameters.")
+        evaluations = np.concatenate([*self._step_evaluations(levels), levels[-1:]])
+        below = int(np.sum(evaluations <= switch))
+        return DenoiserCalls(evaluations.size - below, below)
+
     def sample(
         self, key: PRNGKeyArray, denoise: DenoiseFn, noise: NoiseFn
     ) -> Float[Array, " d"]:
@@ -126,7 +211,8 @@ class Sampler(eqx.Module):
         **Arguments:**
 
         - `key`: a PRNG key.
-        - `denoise`: ``(x_t, sigma) -> D(x_t, sigma)`` for one sample.
+        - `denoise`: ``(x_t, sigma) -> D(x_t, sigma)`` for one sample; a
+          [`SwitchedDenoiser`][] is evaluated piecewise (see the module docstring).
         - `noise`: ``key -> eps``, unit-variance noise of the sample's shape.
         """
         levels = self.schedule.levels(self.n_levels)
@@ -134,8 +220,35 @@ class Sampler(eqx.Module):
         x0 = levels[0] * noise(k_init)
         dtype = x0.dtype
         levels = levels.astype(dtype)
-        term = diffrax.ODETerm(lambda s, x, args: (x - denoise(x, s)) / s)
-        solver_state = self.solver.init(term, levels[0], levels[1], x0, None)
+        solver_state = self.solver.init(_ode_term(denoise), levels[0], levels[1], x0, None)
+        inputs = (levels[:-1], levels[1:], jax.random.split(k_loop, self.n_levels - 1))
+
+        segments, final = self._segments(denoise, dtype)
+        carry = (x0, solver_state)
+        for start, stop, fn in segments:
+            part = jax.tree_util.tree_map(lambda a: a[start:stop], inputs)
+            carry, _ = jax.lax.scan(self._body(fn, noise), carry, part, unroll=self.unroll)
+        return final(carry[0], levels[-1])
+
+    def _segments(self, denoise: DenoiseFn, dtype) -> tuple[list[tuple[int, int, DenoiseFn]], DenoiseFn]:
+        """``[(first step, end step, function)]`` and the final denoising function: one run
+        of all steps, or for a [`SwitchedDenoiser`][] with static levels, runs of consecutive
+        steps that need the same function(s)."""
+        static = self._static_levels(dtype) if isinstance(denoise, SwitchedDenoiser) else None
+        if static is None:
+            return [(0, self.n_levels - 1, denoise)], denoise
+        pick = {"above": denoise.above, "below": denoise.below, "both": denoise}
+        sides = [self._side(e, denoise.level) for e in self._step_evaluations(static)]
+        segments, start = [], 0
+        for i in range(1, len(sides) + 1):
+            if i == len(sides) or sides[i] != sides[start]:
+                segments.append((start, i, pick[sides[start]]))
+                start = i
+        return segments, denoise.below if static[-1] <= denoise.level else denoise.above
+
+    def _body(self, denoise: DenoiseFn, noise: NoiseFn) -> Callable:
+        """One step from ``s0`` to ``s1``: churn, the solver's step, the corrector."""
+        term = _ode_term(denoise)
 
         def body(carry, inputs):
             x, solver_state = carry
@@ -153,9 +266,10 @@ class Sampler(eqx.Module):
                 x = self.corrector(k_corr, x, s1, denoise, noise, self.unroll)
             return (x, solver_state), None
 
-        keys = jax.random.split(k_loop, self.n_levels - 1)
-        (x, _), _ = jax.lax.scan(
-            body, (x0, solver_state), (levels[:-1], levels[1:], keys), unroll=self.unroll
-        )
-        return denoise(x, levels[-1])
+        return body
+
+
+def _ode_term(denoise: DenoiseFn) -> diffrax.ODETerm:
+    """The probability-flow vector field ``(x - D(x, sigma)) / sigma``."""
+    return diffrax.ODETerm(lambda s, x, args: (x - denoise(x, s)) / s)
 
