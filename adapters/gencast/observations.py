@@ -114,11 +114,22 @@ def every_nth(layout: ax.StateLayout, fields: Sequence[Field], n: int | tuple[in
     return gridded(layout, fields, mask)
 
 
-def coarsened(layout: ax.StateLayout, fields: Sequence[Field], block: tuple[int, int]) -> Instrument:
-    """Means of each field over ``block = (b_lat, b_lon)`` blocks (each must divide the grid)."""
+def coarsened(
+    layout: ax.StateLayout, fields: Sequence[Field], block: tuple[int, int], drop_remainder: bool = False
+) -> Instrument:
+    """Means of each field over ``block = (b_lat, b_lon)`` blocks (each must divide the grid).
+
+    With `drop_remainder`, latitude rows beyond the last whole block (at the north end:
+    latitudes increase) are left out, e.g. the north-pole row of a 181-latitude grid with
+    ``b_lat = 4``; `b_lon` must still divide the longitudes.
+    """
     ops, out_fields = [], []
     for f in fields:
         offset, shape = _field_offset(layout, f)
+        if drop_remainder:
+            if shape[0] < block[0]:
+                raise ValueError(f"coarsened: block {tuple(block)} is taller than the grid {shape}.")
+            shape = (shape[0] - shape[0] % block[0], shape[1])  # the first rows are contiguous
         op = ax.BlockMean(shape, tuple(block), layout.size, offset)
         ops.append(op)
         out_fields += [f] * op.obs_size
@@ -153,11 +164,12 @@ def _field_stat(stats: Statistics, field: Field) -> tuple[float, float]:
 
 def observation_model(
     instruments: Sequence[Instrument],
-    noise_std: Mapping[str, float] | float,
+    noise_std: Mapping[str, float] | float | np.ndarray,
     stats: Statistics | None = None,
     space: str = "normalised",
 ) -> tuple[ax.ObservationModel, tuple[Field, ...]]:
-    """Stack `instruments` with diagonal noise `noise_std` (per variable name, or one value).
+    """Stack `instruments` with diagonal noise `noise_std` (per variable name, one value, or
+    one value per observation, in the units of `space`).
 
     `space`: ``"normalised"`` (observations ``(A x - mean) / std`` with `stats`, noise in
     those units) or ``"physical"`` (observations ``A x``, noise in physical units).
@@ -170,10 +182,16 @@ def observation_model(
     fields = tuple(f for ins in instruments for f in ins.fields)
     ops = [ins.operator for ins in instruments]
     op = ax.Stack(ops) if len(ops) > 1 else ops[0]
-    std = np.array([noise_std if isinstance(noise_std, (int, float)) else noise_std[f[0]] for f in fields], np.float64)
+    if isinstance(noise_std, np.ndarray):
+        std = np.asarray(noise_std, np.float64).reshape(-1)
+        if std.size != len(fields):
+            raise ValueError(f"noise_std has {std.size} values for {len(fields)} observations.")
+    else:
+        std = np.array([noise_std if isinstance(noise_std, (int, float)) else noise_std[f[0]] for f in fields], np.float64)
     if space == "normalised":
         if stats is None:
             raise ValueError("Observations in normalised units need the statistics.")
-        loc_scale = np.array([_field_stat(stats, f) for f in fields])
+        per_field = {f: _field_stat(stats, f) for f in dict.fromkeys(fields)}  # once per field
+        loc_scale = np.array([per_field[f] for f in fields])
         op = Normalised(op, loc_scale[:, 0], loc_scale[:, 1])
     return ax.ObservationModel(op, ax.DiagonalGaussianNoise(std)), fields
