@@ -4,6 +4,8 @@ import argparse
 import sys
 import time
 
+from assimilax.run_options import add_run_options, layout_from_args
+
 from .experiment import FILTERS, SOLVERS, TwinExperiment
 
 
@@ -50,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", "-o", default="outputs/lorenz96", help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_run_options(p)
     p.set_defaults(func=main)
 
 
@@ -87,8 +90,11 @@ def main(args: argparse.Namespace) -> int:
             cfg = TwinExperiment(**options)
         if cfg.uses_trained_emulator() and cfg.dim != 40 and args.emulator is None:
             raise ValueError(f"the shipped emulator is for dim = 40, got --dim {cfg.dim}; pass --emulator or run only oracle filters.")
+        layout = layout_from_args(args)
         start = time.perf_counter()
-        ds = experiment.run(cfg, args.output, progress=not args.no_progress)
+        ds = experiment.run(
+            cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"assimilax lorenz96: error: {e}", file=sys.stderr)
         return 2

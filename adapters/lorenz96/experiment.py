@@ -251,8 +251,18 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
     return filters
 
 
-def run(cfg: TwinExperiment, output: str | Path | None = None, progress: bool = True) -> xr.Dataset:
+def run(
+    cfg: TwinExperiment,
+    output: str | Path | None = None,
+    progress: bool = True,
+    *,
+    layout: ax.sharding.ParticleLayout | None = None,
+    restart: bool = False,
+) -> xr.Dataset:
     """Run the experiment; with `output`, write NetCDF, figures and a summary there.
+
+    `layout` splits the particles over devices and chunks the denoiser work (results equal
+    to floating-point rounding); `restart` ignores checkpoints of another run.
 
     Returns the Dataset written to ``<output>/lorenz96_twin.nc``: dimensions ``filter``,
     ``time``, ``particle``, ``variable``; the analysis ensembles, weights, diagnostics,
@@ -261,6 +271,8 @@ def run(cfg: TwinExperiment, output: str | Path | None = None, progress: bool = 
     """
     truth, observations, ensemble = twin_data(cfg)
     filters = build_filters(cfg)
+    layout = ax.sharding.ParticleLayout() if layout is None else layout
+    layout.check_particles(cfg.particles)
     out_dir = None if output is None else Path(output)
     if out_dir is not None:
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -275,8 +287,10 @@ def run(cfg: TwinExperiment, output: str | Path | None = None, progress: bool = 
             observations,
             key,
             checkpoint=ckpt,
+            checkpoint_mismatch="restart" if restart else "error",
             progress=progress,
             description=f"{name:>13}",
+            layout=layout,
             on_cycle=lambda t, d, s, times=times: times.append(s),
         )
         results[name] = out

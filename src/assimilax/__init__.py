@@ -59,6 +59,8 @@ from .geometry import (
     Periodic2D as Periodic2D,
 )
 from .layout import StateLayout as StateLayout
+from . import sharding as sharding
+from .sharding import ParticleLayout as ParticleLayout, particle_layout as particle_layout
 from .localisation import BlockLocalisation as BlockLocalisation
 from . import metrics as metrics
 from .metrics import latitude_weights as latitude_weights

@@ -1,0 +1,52 @@
+"""Command-line options that say *how* a job runs (devices, chunks, compile cache, restart).
+
+Every adapter's subcommand adds them with [`add_run_options`][] and turns them into a
+[`assimilax.sharding.ParticleLayout`][] with [`layout_from_args`][], so ``--devices``,
+``--chunk-size``, ``--compile-cache``, ``--distributed`` and ``--restart`` mean the same in
+every job.  None of them changes the results beyond floating-point rounding, so they are
+not part of an experiment's configuration.
+"""
+
+import argparse
+
+import jax
+
+from .sharding import ParticleLayout, enable_compile_cache, particle_layout
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Add the run options to a subcommand's parser."""
+    group = parser.add_argument_group("how the job runs")
+    group.add_argument(
+        "--devices", type=int, default=None, metavar="N",
+        help="devices to split the particles over (default: all; after --distributed, all of every process)",
+    )
+    group.add_argument(
+        "--chunk-size", type=int, default=None, metavar="C",
+        help="particles one device evaluates at once (default: all of its particles); bounds the memory",
+    )
+    group.add_argument(
+        "--compile-cache", default=None, metavar="DIR",
+        help="keep compiled steps in JAX's persistent compilation cache in DIR",
+    )
+    group.add_argument(
+        "--distributed", action="store_true",
+        help="call jax.distributed.initialize() first (one process per host; SLURM and Open MPI are detected)",
+    )
+    group.add_argument(
+        "--restart", action="store_true",
+        help="ignore checkpoints of another run in the output folder and start afresh",
+    )
+
+
+def layout_from_args(args: argparse.Namespace) -> ParticleLayout:
+    """The particle layout the options ask for; validates them with clear errors."""
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}.")
+    if args.devices is not None and args.devices < 1:
+        raise ValueError(f"--devices must be a positive integer, got {args.devices}.")
+    if args.distributed:
+        jax.distributed.initialize()
+    if args.compile_cache is not None:
+        enable_compile_cache(args.compile_cache)
+    return particle_layout(args.devices, args.chunk_size)
