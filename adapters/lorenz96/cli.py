@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--q", type=float, default=d.q, help="model noise standard deviation per interval")
     p.add_argument("--dim", type=int, default=d.dim, help="Lorenz-96 dimension (the shipped emulator is for 40)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of truth, observations and filters")
-    p.add_argument("--spinup", type=int, default=d.spinup, help="cycles left out of the summary means")
+    p.add_argument("--spinup", type=int, default=None, help="cycles left out of the summary means (default: min(20, cycles / 5))")
     p.add_argument("--filters", nargs="+", default=list(d.filters), choices=FILTERS, metavar="FILTER", help=f"filters to run, from {', '.join(FILTERS)}")
     p.add_argument("--levels", type=int, default=d.levels, help="noise levels of the sampler")
     p.add_argument("--solver", default=d.solver, choices=sorted(SOLVERS), help="probability-flow ODE solver")

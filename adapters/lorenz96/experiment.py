@@ -64,7 +64,7 @@ class TwinExperiment:
     q: float = 0.3
     dim: int = 40
     seed: int = 0
-    spinup: int = 20
+    spinup: int | None = None  # default: min(20, cycles // 5)
     init_std: float = 1.0
     filters: tuple[str, ...] = FILTERS
     levels: int = 12
@@ -94,6 +94,8 @@ class TwinExperiment:
             problems.append(f"q (model noise) must be positive, got {self.q}")
         if self.dim < 4:
             problems.append(f"dim must be at least 4, got {self.dim}")
+        if self.spinup is None:
+            object.__setattr__(self, "spinup", min(20, max(self.cycles, 0) // 5))
         if not 0 <= self.spinup < self.cycles:
             problems.append(f"spinup must be in [0, cycles) = [0, {self.cycles}), got {self.spinup}")
         unknown = sorted(set(self.filters) - set(FILTERS))
