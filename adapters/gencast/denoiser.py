@@ -1,4 +1,4 @@
-"""The GenCast denoiser as an [`assimilax.AbstractDenoiser`][], loaded from an official checkpoint.
+"""The GenCast denoiser as an [`assimilax.AbstractDenoiser`][assimilax.denoisers.AbstractDenoiser], loaded from an official checkpoint.
 
 ``D(x_t, sigma; c) = c_skip x_t + c_out F(c_in x_t, sigma; c)`` (EDM, ``sigma_data = 1``:
 ``c_in = (sigma^2 + 1)^-1/2``, ``c_out = sigma (sigma^2 + 1)^-1/2``, ``c_skip = 1 / (sigma^2 + 1)``,

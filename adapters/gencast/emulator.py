@@ -1,7 +1,7 @@
-"""GenCast as an [`assimilax.AbstractEmulator`][]: states in physical units, the residual target.
+"""GenCast as an [`assimilax.AbstractEmulator`][assimilax.emulators.AbstractEmulator]: states in physical units, the residual target.
 
 **State.**  ``x[k]`` is the flat vector of every target variable in physical units (ERA5
-units), laid out by a [`assimilax.StateLayout`][]: variables sorted by name (the reference's
+units), laid out by a [`assimilax.StateLayout`][assimilax.layout.StateLayout]: variables sorted by name (the reference's
 stacking order), each as ``(level, lat, lon)`` or ``(lat, lon)``, so that every field (one
 variable at one level) is a contiguous ``(lat, lon)`` block, the shape the core's grid
 operators read.  Sea-surface temperature holds ``min_by_level`` over land (the reference

@@ -5,12 +5,12 @@ Every field of a GenCast state (one variable at one pressure level) is a contigu
 so each instrument is a core operator on that block:
 
 - [`stations`][]: values at arbitrary ``(lat, lon)`` points: bilinear interpolation in
-  latitude and longitude, longitude periodic (360 degrees) ([`assimilax.Interpolation`][]).
+  latitude and longitude, longitude periodic (360 degrees) ([`assimilax.Interpolation`][assimilax.observations.Interpolation]).
   This is interpolation on the lat-lon chart, not along great circles: adequate away from
   the poles for grids of 1 degree or finer; points must lie within the grid's latitudes.
 - [`gridded`][]: the grid points where a boolean ``(lat, lon)`` mask is true (satellite
-  swaths), [`assimilax.Selection`][].
-- [`coarsened`][]: means over non-overlapping ``(b_lat, b_lon)`` blocks, [`assimilax.BlockMean`][].
+  swaths), [`assimilax.Selection`][assimilax.observations.Selection].
+- [`coarsened`][]: means over non-overlapping ``(b_lat, b_lon)`` blocks, [`assimilax.BlockMean`][assimilax.observations.BlockMean].
 - [`every_nth`][]: every n-th grid point of the flattened ``(lat, lon)`` field (``n``) or a
   regular sub-grid (``(n_lat, n_lon)``).
 

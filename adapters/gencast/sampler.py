@@ -1,16 +1,16 @@
 """GenCast's own sampler and its spherical-harmonic noise.
 
 **Sampler.**  The reference's ``dpm_solver_plus_plus_2s.Sampler`` is, step for step, the
-core's [`assimilax.Sampler`][] with
+core's [`assimilax.Sampler`][assimilax.sampling.Sampler] with
 
 - the levels ``sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho``,
-  ``i = 0..n-1`` (``rho_inverse_cdf`` at quantiles 1 -> 0, i.e. [`assimilax.EDMSchedule`][]),
+  ``i = 0..n-1`` (``rho_inverse_cdf`` at quantiles 1 -> 0, i.e. [`assimilax.EDMSchedule`][assimilax.schedules.EDMSchedule]),
   then 0;
 - ``x = sigma_0 eps``; at each level churn ``sigma_hat = sigma (1 + gamma)``,
   ``gamma = min(S_churn / n, sqrt(2) - 1)`` for ``sigma`` in ``[churn_min, churn_max]``,
-  ``x += sqrt(sigma_hat^2 - sigma^2) S_noise eps`` ([`assimilax.Churn`][]);
+  ``x += sqrt(sigma_hat^2 - sigma^2) S_noise eps`` ([`assimilax.Churn`][assimilax.sampling.Churn]);
 - a DPM-Solver++(2S) step from ``sigma_hat`` to the next level (geometric midpoint,
-  [`assimilax.DPMSolverPP2S`][]); the last step, to level 0, returns ``D(x, sigma_hat)``.
+  [`assimilax.DPMSolverPP2S`][assimilax.solvers.DPMSolverPP2S]); the last step, to level 0, returns ``D(x, sigma_hat)``.
 
 Every ``eps`` is the spherical noise below.  One difference: the core applies no churn before
 the final denoising step, the reference does when ``min_noise_level >= churn_min``.  Neither

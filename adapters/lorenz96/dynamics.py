@@ -11,7 +11,7 @@ noise once per interval:
     x[k+1] = M(x[k]) + q eps,    eps ~ N(0, I),
 
 so that ``p(x[k+1] | x[k]) = N(M(x[k]), q^2 I)`` exactly; [`oracle_emulator`][] wraps this
-transition as an exact [`assimilax.GaussianTransitionEmulator`][].
+transition as an exact [`assimilax.GaussianTransitionEmulator`][assimilax.exact_emulators.GaussianTransitionEmulator].
 """
 
 import equinox as eqx

@@ -6,7 +6,7 @@ The emulator models ``p(x[k+1] | x[k])`` (history length 1) through the normalis
 
 an affine map in ``z`` (so guidance can compose the observation operator with
 [`Lorenz96Emulator.to_state`][]).  The denoiser ``D(z_t, sigma; c)`` is an
-[`assimilax.EDMPreconditioned`][] [`Lorenz96Network`][] conditioned on the normalised
+[`assimilax.EDMPreconditioned`][assimilax.denoisers.EDMPreconditioned] [`Lorenz96Network`][] conditioned on the normalised
 previous state ``c = (x[k] - mu_x) / s_x``.  The scalars ``mu_x, s_x, mu_inc, s_inc`` are
 climatological statistics of the training data (scalars, not per-variable, because
 Lorenz-96 is homogeneous).

@@ -12,7 +12,7 @@
 2. Free-running climatology: ``--chains`` emulator chains of ``--run`` steps against a long
    trajectory of the true stochastic model: mean, variance and lag-1..5 autocorrelation.
 
-Sampling uses the core [`assimilax.Sampler`][] with Heun steps on the probability-flow ODE
+Sampling uses the core [`assimilax.Sampler`][assimilax.sampling.Sampler] with Heun steps on the probability-flow ODE
 (32 Karras levels, sigma in [2e-3, 80], rho = 7).
 """
 
@@ -34,7 +34,7 @@ __all__ = ["climatology", "crps", "heun_sampler", "main", "one_step_scores", "sa
 
 
 def heun_sampler(levels: int = 32, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: float = 7.0) -> assimilax.Sampler:
-    """The core [`assimilax.Sampler`][] used here: Heun on the probability-flow ODE.
+    """The core [`assimilax.Sampler`][assimilax.sampling.Sampler] used here: Heun on the probability-flow ODE.
 
     ``dz/dsigma = (z - D(z, sigma; c)) / sigma`` over the Karras levels
     ``sigma_0 = sigma_max > ... > sigma_{n-1} = sigma_min`` (EDM's deterministic sampler,

@@ -11,7 +11,7 @@ FiLM-modulated features and ``W_a``, ``W_b`` dilated kernel-3 convolutions: the 
 the quadratic advection term ``(x_{i+1} - x_{i-2}) x_{i-1}`` cheap to represent.  With a
 kernel-5 lifting layer and dilations ``(1, 2, 4, 1, 2, 4)`` the receptive field is +-16 grid
 points, wider than the +-8 of one RK4 step.  Wrap the network in
-[`assimilax.EDMPreconditioned`][] to obtain the denoiser.
+[`assimilax.EDMPreconditioned`][assimilax.denoisers.EDMPreconditioned] to obtain the denoiser.
 
 The convolutions run **channel-last**: features are ``(d, channels)`` and every
 convolution is `jax.lax.conv_general_dilated` with dimension numbers

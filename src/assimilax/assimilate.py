@@ -1,6 +1,6 @@
 """Long runs: one jitted step per cycle, a progress bar, checkpoints and resume.
 
-[`assimilax.filter_scan`][] compiles a whole run into one scan; `assimilate` instead calls
+[`assimilax.filter_scan`][assimilax.filters.run.filter_scan] compiles a whole run into one scan; `assimilate` instead calls
 one compiled ``step`` per observation time from Python, so that it can show progress,
 save a checkpoint every few cycles and resume from one.  Both use the per-cycle key
 ``fold_in(key, cycle)``, so a resumed run reproduces the uninterrupted one exactly and
@@ -232,7 +232,7 @@ def assimilate(
 
     **Arguments:**
 
-    - `filt`, `state`, `observations`, `key`, `forcings`: as for [`assimilax.filter_scan`][].
+    - `filt`, `state`, `observations`, `key`, `forcings`: as for [`assimilax.filter_scan`][assimilax.filters.run.filter_scan].
     - `checkpoint`: a file path; the run is saved there every `checkpoint_every` cycles
       and at the end, and resumed from it if it exists.  The checkpoint records a
       fingerprint of the whole run (the filter's structure and parameters, the initial
@@ -258,7 +258,7 @@ def assimilate(
     stops the run with a `FloatingPointError` naming the cycle; the checkpoint then holds
     the cycles before it.
 
-    **Returns:** the final state and, for ``"ensemble"``, a [`assimilax.FilterOutput`][]
+    **Returns:** the final state and, for ``"ensemble"``, a [`assimilax.FilterOutput`][assimilax.filters.run.FilterOutput]
     (a JAX array per field, ``(T, n, d)`` particles); for ``"moments"``, a
     [`FilterMoments`][] of NumPy arrays ``(T, d)``.
     """

@@ -82,7 +82,7 @@ class GaussianDenoiser(AbstractDenoiser):
     ``D(x_t, sigma; m) = m + P (P + sigma^2 I)^{-1} (x_t - m)``, computed through the
     eigendecomposition ``P = U diag(lambda) U^T`` made once at construction, so that every
     call costs two matrix-vector products.  Used by the exact emulators
-    ([`assimilax.LinearGaussianEmulator`][], [`assimilax.GaussianTransitionEmulator`][]),
+    ([`assimilax.LinearGaussianEmulator`][assimilax.exact_emulators.LinearGaussianEmulator], [`assimilax.GaussianTransitionEmulator`][assimilax.exact_emulators.GaussianTransitionEmulator]),
     on their zero-mean residual targets.
     """
 

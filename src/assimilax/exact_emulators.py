@@ -3,7 +3,7 @@
 Both model a Gaussian transition ``p(x[k+1] | x[k]) = N(f(x[k]), Q)``.  Like GenCast, the
 diffusion target is the zero-mean residual ``z = x[k+1] - f(x[k]) ~ N(0, Q)`` (the map
 ``to_state(z, h) = f(x[k]) + z``), whose exact VE denoiser is the
-[`assimilax.GaussianDenoiser`][] of covariance ``Q``.  A zero-mean target matters: the
+[`assimilax.GaussianDenoiser`][assimilax.denoisers.GaussianDenoiser] of covariance ``Q``.  A zero-mean target matters: the
 sampler starts from ``sigma_max eps``, which is off by ``|mean| / sigma_max`` for a target
 with a mean (a 2% bias in the moments for a mean of 2 and ``sigma_max = 100``).  With these, the FA-APF with exact MMPS guidance and the
 Gaussian-predictive weighting rule is the optimal-proposal particle filter, and on a

@@ -1,6 +1,6 @@
 """State geometries, a distance taper, and localisation by distance.
 
-Localised ensemble filters (the [`assimilax.LETKF`][]) weight each observation, in the
+Localised ensemble filters (the [`assimilax.LETKF`][assimilax.filters.letkf.LETKF]) weight each observation, in the
 analysis at a state location, by a *taper* of the distance between the two.  This module
 holds the three pieces:
 

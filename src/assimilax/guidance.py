@@ -215,8 +215,8 @@ class GuidanceBelowLevel(AbstractGuidance):
     distribution.  Below `max_sigma` the likelihood still steers every remaining step.
 
     The noise levels are static, so the guided value is not computed above `max_sigma`:
-    [`posterior_denoiser`][] returns an [`assimilax.SwitchedDenoiser`][] (the prior above
-    `max_sigma`, the guided denoiser below) and [`assimilax.Sampler`][] runs the levels
+    [`posterior_denoiser`][] returns an [`assimilax.SwitchedDenoiser`][assimilax.sampling.SwitchedDenoiser] (the prior above
+    `max_sigma`, the guided denoiser below) and [`assimilax.Sampler`][assimilax.sampling.Sampler] runs the levels
     above the switch unguided and those below it guided (on the default Lorenz-96 sampler,
     10 of the 23 guided evaluations are saved).  Called directly, the switch is a
     `jnp.where` and both values are computed (a `lax.cond` under `vmap` computes both as
@@ -244,8 +244,8 @@ def posterior_denoiser(
 ) -> Callable[[Array, Array], Array]:
     """``(x_t, sigma) -> D_y(x_t, sigma)``, or the prior denoiser when `guidance` is None.
 
-    For [`GuidanceBelowLevel`][] it is an [`assimilax.SwitchedDenoiser`][] from the prior
-    denoiser to the guided one at `max_sigma`, which [`assimilax.Sampler`][] evaluates
+    For [`GuidanceBelowLevel`][] it is an [`assimilax.SwitchedDenoiser`][assimilax.sampling.SwitchedDenoiser] from the prior
+    denoiser to the guided one at `max_sigma`, which [`assimilax.Sampler`][assimilax.sampling.Sampler] evaluates
     piecewise; it equals `guidance`'s own switch.
     """
     if guidance is None:

@@ -2,9 +2,9 @@
 
 Two roles, two signatures:
 
-- a **denoiser** ([`assimilax.AbstractDenoiser`][]) is ``D(x_t, sigma, context) ~= E[x | x_t]``
+- a **denoiser** ([`assimilax.AbstractDenoiser`][assimilax.denoisers.AbstractDenoiser]) is ``D(x_t, sigma, context) ~= E[x | x_t]``
   for one flat sample ``x_t`` of size ``d`` and the VE noise level ``sigma``;
-- a **raw network** ``F(x_in, c_noise, context)`` is what [`assimilax.EDMPreconditioned`][]
+- a **raw network** ``F(x_in, c_noise, context)`` is what [`assimilax.EDMPreconditioned`][assimilax.denoisers.EDMPreconditioned]
   wraps into a denoiser, ``D = c_skip x_t + c_out F(c_in x_t, c_noise, context)``.
 
 If your model already returns ``E[x | x_t]`` (it was trained with its preconditioning
@@ -197,7 +197,7 @@ class FlaxNNXDenoiser(AbstractDenoiser):
 class FlaxLinenNetwork(eqx.Module):
     """A raw network ``F(x_in, c_noise, context) = module.apply(params, x_in, c_noise, context)``.
 
-    The `network` of [`assimilax.EDMPreconditioned`][].  Arguments as for
+    The `network` of [`assimilax.EDMPreconditioned`][assimilax.denoisers.EDMPreconditioned].  Arguments as for
     [`FlaxLinenDenoiser`][]; the adapter is ``call(module, params, x_in, c_noise, context)``.
     """
 
@@ -220,7 +220,7 @@ class FlaxLinenNetwork(eqx.Module):
 class FlaxNNXNetwork(eqx.Module):
     """A raw network ``F(x_in, c_noise, context) = module(x_in, c_noise, context)`` from nnx.
 
-    The `network` of [`assimilax.EDMPreconditioned`][]; stored split as for
+    The `network` of [`assimilax.EDMPreconditioned`][assimilax.denoisers.EDMPreconditioned]; stored split as for
     [`FlaxNNXDenoiser`][]; the adapter is ``call(module, x_in, c_noise, context)``.
     """
 
@@ -266,7 +266,7 @@ def as_denoiser(
     method: str | None = None,
     call: Callable | None = None,
 ) -> AbstractDenoiser:
-    """Wrap `obj`, whose output is ``E[x | x_t]``, as an [`assimilax.AbstractDenoiser`][].
+    """Wrap `obj`, whose output is ``E[x | x_t]``, as an [`assimilax.AbstractDenoiser`][assimilax.denoisers.AbstractDenoiser].
 
     - an `AbstractDenoiser`: returned unchanged;
     - a flax.linen module (with `params`): [`FlaxLinenDenoiser`][];
@@ -305,7 +305,7 @@ def as_network(
 ) -> Callable[[Array, Array, Any], Array]:
     """Wrap a raw network as a pytree callable ``F(x_in, c_noise, context)``.
 
-    The result is the `network` of [`assimilax.EDMPreconditioned`][]:
+    The result is the `network` of [`assimilax.EDMPreconditioned`][assimilax.denoisers.EDMPreconditioned]:
 
     - a flax.linen module (with `params`): [`FlaxLinenNetwork`][];
     - a flax.nnx module: [`FlaxNNXNetwork`][];

@@ -252,8 +252,8 @@ class StateLayout:
     def slice_of(self, name: str) -> tuple[int, tuple[int, ...]]:
         """``(offset, shape)`` of variable `name`: it is ``x[offset : offset + prod(shape)]``.
 
-        Grid-aware observation operators ([`assimilax.BlockMean`][],
-        [`assimilax.Interpolation`][]) take exactly these two numbers.
+        Grid-aware observation operators ([`assimilax.BlockMean`][assimilax.observations.BlockMean],
+        [`assimilax.Interpolation`][assimilax.observations.Interpolation]) take exactly these two numbers.
         """
         v = self[name]
         return v.offset, v.shape

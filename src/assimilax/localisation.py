@@ -4,7 +4,7 @@ A particle filter's weights degenerate with the number of independent observatio
 (Snyder et al. 2008).  The block particle filter (Rebeschini & van Handel 2015) weights
 and resamples each block of state components with the observations of that block only,
 then glues the blocks of different ancestors together.  This module holds the partition;
-[`assimilax.BlockFAAPF`][] uses it.
+[`assimilax.BlockFAAPF`][assimilax.filters.block_fa_apf.BlockFAAPF] uses it.
 
 Observation ``j`` belongs to the block whose components it is most sensitive to:
 ``b(j) = argmax_b |J 1_b|_j`` with ``J`` the operator's Jacobian (the operator itself when

@@ -3,7 +3,7 @@
 The observation model is ``y = A(x) + e``, ``e ~ N(0, R)``.  An operator acts on **one**
 flat state vector (size ``d``) and returns a flat observation vector (size ``p``).  Grid-aware
 operators ([`BlockMean`][], [`Interpolation`][]) read one variable of the flat state as an
-array of a given ``shape`` starting at ``offset`` (see [`assimilax.StateLayout.slice_of`][]).
+array of a given ``shape`` starting at ``offset`` (see [`assimilax.StateLayout.slice_of`][assimilax.layout.StateLayout.slice_of]).
 
 Missing observations are NaN in ``y``: they are dropped from the likelihood (the marginal
 of the Gaussian over the observed entries), never propagated.  The same

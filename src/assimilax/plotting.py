@@ -25,7 +25,7 @@ def plot_skill_spread(
     filter, one panel per subset of components.
 
     `scores[subset][filter]` is a mapping with ``"skill"`` and ``"spread"`` arrays of shape
-    ``(T,)`` (as returned by [`assimilax.scores`][]), e.g. subsets ``"observed"`` and
+    ``(T,)`` (as returned by [`assimilax.scores`][assimilax.results.scores]), e.g. subsets ``"observed"`` and
     ``"unobserved"``.
     """
     subsets = list(scores)

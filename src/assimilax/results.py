@@ -1,8 +1,8 @@
 """Filter results as labelled data: xarray Datasets with coordinates and attributes.
 
-[`to_dataset`][] turns a [`assimilax.FilterOutput`][] into a Dataset with ``time`` and
+[`to_dataset`][] turns a [`assimilax.FilterOutput`][assimilax.filters.run.FilterOutput] into a Dataset with ``time`` and
 ``particle`` dimensions (and the state's own dimensions from a
-[`assimilax.StateLayout`][]), the per-cycle diagnostics, and the filter's full
+[`assimilax.StateLayout`][assimilax.layout.StateLayout]), the per-cycle diagnostics, and the filter's full
 configuration in the attributes; [`scores`][] computes skill, spread, spread/skill and
 CRPS per cycle against a truth, over all components or a subset.  Both also take the
 [`FilterMoments`][assimilax.assimilate.FilterMoments] of ``assimilate(..., keep="moments")``
@@ -42,7 +42,7 @@ def to_dataset(
 
     **Arguments:**
 
-    - `output`: from [`assimilax.filter_scan`][] or [`assimilax.assimilate`][].  A
+    - `output`: from [`assimilax.filter_scan`][assimilax.filters.run.filter_scan] or [`assimilax.assimilate`][assimilax.assimilate.assimilate].  A
       `FilterMoments` gives, for each variable ``v`` of the layout, ``v_mean`` and
       ``v_variance`` over ``time`` instead of the ensemble ``v`` over ``time, particle``
       (and no ``log_weights``).

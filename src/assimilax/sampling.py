@@ -25,7 +25,7 @@ convolutions (`eqx.nn.Conv1d`, `Conv2d`) inside a loop body as naive loop nests,
 slower than unrolled (jax-ml/jax#12868; see the performance page of the docs).
 
 A denoiser that is one function above a noise level and another below it
-([`SwitchedDenoiser`][], what [`assimilax.GuidanceBelowLevel`][] builds: the prior above,
+([`SwitchedDenoiser`][], what [`assimilax.GuidanceBelowLevel`][assimilax.guidance.GuidanceBelowLevel] builds: the prior above,
 the guided posterior below) is split statically: the levels are known when the sampler is
 traced, so the steps whose evaluations all lie above the switch run the first function only,
 those all below it the second only, and a step straddling it evaluates both and selects per
@@ -121,8 +121,8 @@ class Sampler(eqx.Module):
     - `schedule`: the noise levels (default: the reference's ``EDMSchedule(2e-5, 88, 6)``).
     - `n_levels`: number of levels ``n`` (n - 1 ODE steps, then one denoising step).
     - `solver`: a diffrax solver for the probability-flow ODE: `diffrax.Euler()`,
-      `diffrax.Heun()`, [`assimilax.AdamsBashforth3`][] (the default, as in the
-      reference) or [`assimilax.DPMSolverPP2S`][].
+      `diffrax.Heun()`, [`assimilax.AdamsBashforth3`][assimilax.solvers.AdamsBashforth3] (the default, as in the
+      reference) or [`assimilax.DPMSolverPP2S`][assimilax.solvers.DPMSolverPP2S].
     - `corrector`: optional [`LangevinCorrector`][] applied after each ODE step.
     - `churn`: optional [`Churn`][] applied before each ODE step.
     - `unroll`: unroll the loop over levels.  The default rolled loop compiles in seconds

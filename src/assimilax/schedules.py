@@ -5,7 +5,7 @@ noisy variable ``x_t = alpha_t x + sigma_t eps`` is the rescaled ``x_t / alpha_t
 (sigma_t / alpha_t) eps``, so any schedule is described by the levels of the VE noise
 ``s = sigma_t / alpha_t`` it visits.  EDM / VE models (GenCast) have ``alpha = 1`` and
 ``s = sigma``.  A denoiser trained on a variance-preserving schedule is wrapped by
-[`assimilax.VPDenoiser`][] so that the core only ever sees VE denoisers.
+[`assimilax.VPDenoiser`][assimilax.denoisers.VPDenoiser] so that the core only ever sees VE denoisers.
 """
 
 import abc

@@ -1,8 +1,8 @@
 """Where the particles live: a device mesh with a particle axis, chunked maps, and moves.
 
 One [`ParticleLayout`][] owns the layout of a run.  The run layer
-([`assimilax.filter_scan`][], [`assimilax.assimilate`][]) places the
-[`assimilax.FilterState`][] with it and makes it the *active* layout while the filter's
+([`assimilax.filter_scan`][assimilax.filters.run.filter_scan], [`assimilax.assimilate`][assimilax.assimilate.assimilate]) places the
+[`assimilax.FilterState`][assimilax.filters.base.FilterState] with it and makes it the *active* layout while the filter's
 step is traced; filters stay free of device code and call three functions:
 
 - [`map_particles`][]: per-particle work (denoiser calls: the predictive means, the guided

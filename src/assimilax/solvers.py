@@ -3,7 +3,7 @@
 The sampler integrates ``dx/dsigma = f(sigma, x) = (x - D(x, sigma)) / sigma`` from
 ``sigma_max`` down to ``sigma_min`` (time runs *backwards*: ``t = sigma``).  diffrax's
 own `Euler` and `Heun` apply as they are; the two solvers here are written against
-`diffrax.AbstractSolver` so that any of them plugs into [`assimilax.Sampler`][]:
+`diffrax.AbstractSolver` so that any of them plugs into [`assimilax.Sampler`][assimilax.sampling.Sampler]:
 
 - [`AdamsBashforth3`][]: explicit 3-step Adams-Bashforth on a *non-uniform* grid (the Karras
   levels are not equally spaced), one denoiser call per step; the first two steps ramp up

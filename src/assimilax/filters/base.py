@@ -2,7 +2,7 @@
 
 All filters follow one protocol, ``init(particles) -> state`` and
 ``step(state, y, key, forcing) -> (state, diagnostics)``, so swapping one for another is
-one line and [`assimilax.filter_scan`][] drives them all.
+one line and [`assimilax.filter_scan`][assimilax.filters.run.filter_scan] drives them all.
 """
 
 import abc

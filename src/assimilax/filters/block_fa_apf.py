@@ -3,7 +3,7 @@
 The FA-APF's first-stage weights ``lambda_i ∝ W_i p^(y | h_i)^alpha`` multiply the
 likelihoods of all observations, so their ESS collapses as the number of observations
 grows.  Here the state components are partitioned into blocks ``b`` (a
-[`assimilax.BlockLocalisation`][]) and, per block,
+[`assimilax.BlockLocalisation`][assimilax.localisation.BlockLocalisation]) and, per block,
 
 1. ``log lambda_{b,i} = log W_i + alpha_b log p^(y_b | h_i)`` with the observations
    ``y_b`` of that block only and ``alpha_b`` from the tempering rule;
@@ -15,7 +15,7 @@ then every glued history is propagated with the guided sampler given all of ``y`
 proposal is the same as the FA-APF's).  This is the block particle filter of Rebeschini &
 van Handel (2015) with the FA-APF's adapted proposal.  It trades a bias at the block
 borders for weights that do not degenerate with the dimension.  With one block it is
-[`assimilax.FAAPF`][]; when the model and the observations decouple across the blocks it
+[`assimilax.FAAPF`][assimilax.filters.fa_apf.FAAPF]; when the model and the observations decouple across the blocks it
 is exact blockwise, which is how it is tested against the Kalman filter.
 """
 
@@ -49,9 +49,9 @@ class BlockFAAPF(AbstractFilter):
     **Arguments:**
 
     - `emulator`, `observation`, `sampler`, `guidance`, `weighting`, `tempering`,
-      `resampler`: as for [`assimilax.FAAPF`][]; the weighting rule is applied per block
-      ([`assimilax.AbstractWeighting.blocks`][]) and the tempering per block.
-    - `localisation`: the [`assimilax.BlockLocalisation`][] of the state and observations.
+      `resampler`: as for [`assimilax.FAAPF`][assimilax.filters.fa_apf.FAAPF]; the weighting rule is applied per block
+      ([`assimilax.AbstractWeighting.blocks`][assimilax.weighting.AbstractWeighting.blocks]) and the tempering per block.
+    - `localisation`: the [`assimilax.BlockLocalisation`][assimilax.localisation.BlockLocalisation] of the state and observations.
     - `coupled`: resample all blocks with the same random numbers.  With systematic
       resampling, blocks whose weights agree then pick the same ancestors, so fewer
       particles are glued from different histories.  Default: independent per block.

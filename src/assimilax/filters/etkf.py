@@ -138,10 +138,10 @@ class ETKF(AbstractFilter):
 
     **Arguments:**
 
-    - `emulator`: any [`assimilax.AbstractEmulator`][] (the forecast model).
-    - `observation`: the [`assimilax.ObservationModel`][]; ``A`` may be nonlinear (the
+    - `emulator`: any [`assimilax.AbstractEmulator`][assimilax.emulators.AbstractEmulator] (the forecast model).
+    - `observation`: the [`assimilax.ObservationModel`][assimilax.observations.ObservationModel]; ``A`` may be nonlinear (the
       ensemble linearises it).
-    - `sampler`: the [`assimilax.Sampler`][] of the forecasts.
+    - `sampler`: the [`assimilax.Sampler`][assimilax.sampling.Sampler] of the forecasts.
     - `inflation`: the factor on the forecast anomalies (1 = none).
     """
 

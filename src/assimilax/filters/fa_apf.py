@@ -3,7 +3,7 @@
 The reference method of Savary, Rozet & Louppe (2025).  Per observation time ``k+1``:
 
 1. mean dynamics ``mu_i ~= E[x[k+1] | h_i]`` from one denoiser call at the top noise level
-   ([`assimilax.predictive_mean`][]);
+   ([`assimilax.predictive_mean`][assimilax.emulators.predictive_mean]);
 2. first-stage weights ``log lambda_i = log W_i + alpha log p^(y | h_i)`` with a weighting
    rule (Dirac at ``mu_i`` by default) and the tempering ``alpha`` chosen to put the ESS in a
    band (inflation ``R / alpha``);
@@ -84,9 +84,9 @@ class FAAPF(AbstractFilter):
 
     **Arguments:**
 
-    - `emulator`: any [`assimilax.AbstractEmulator`][].
-    - `observation`: the [`assimilax.ObservationModel`][] (operator and noise).
-    - `sampler`: the [`assimilax.Sampler`][] used for the guided proposals; its top level
+    - `emulator`: any [`assimilax.AbstractEmulator`][assimilax.emulators.AbstractEmulator].
+    - `observation`: the [`assimilax.ObservationModel`][assimilax.observations.ObservationModel] (operator and noise).
+    - `sampler`: the [`assimilax.Sampler`][assimilax.sampling.Sampler] used for the guided proposals; its top level
       ``sigma_max`` is also where the mean dynamics are read.
     - `guidance`: the likelihood-score rule of the proposal (default MMPS).
     - `weighting`: the first-stage rule (default Dirac at the predictive mean).

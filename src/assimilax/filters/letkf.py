@@ -1,10 +1,10 @@
 """The local ensemble transform Kalman filter (LETKF) of Hunt, Kostelich & Szunyogh (2007).
 
-The ETKF analysis ([`assimilax.ETKF`][]) done once per state component ``l`` with the
+The ETKF analysis ([`assimilax.ETKF`][assimilax.filters.etkf.ETKF]) done once per state component ``l`` with the
 observations localised around it (R-localisation, Hunt et al. 2007 section 2.3; Greybush
 et al. 2011): observation ``j`` enters the analysis at ``l`` with its inverse variance
 multiplied by the taper ``rho_lj = rho(dist(s_l, o_j))`` of a
-[`assimilax.DistanceLocalisation`][], i.e. the whitened anomalies and innovation are
+[`assimilax.DistanceLocalisation`][assimilax.geometry.DistanceLocalisation], i.e. the whitened anomalies and innovation are
 scaled by ``sqrt(rho_lj)``:
 
     S_l = S diag(sqrt(rho_l)),   delta_l = diag(sqrt(rho_l)) delta,
@@ -14,7 +14,7 @@ scaled by ``sqrt(rho_lj)``:
 With `max_local_obs` = ``K`` each local analysis keeps only the ``K`` observations of
 largest taper weight (a static local domain: cost ``O(d n K^2)`` instead of
 ``O(d n p^2)``; exact whenever at most ``K`` observations have a non-zero weight).
-With [`assimilax.NoTaper`][] every ``rho`` is 1 and the LETKF is the ETKF.
+With [`assimilax.NoTaper`][assimilax.geometry.NoTaper] every ``rho`` is 1 and the LETKF is the ETKF.
 """
 
 import equinox as eqx
@@ -35,10 +35,10 @@ class LETKF(AbstractFilter):
 
     **Arguments:**
 
-    - `emulator`: any [`assimilax.AbstractEmulator`][] (the forecast model).
-    - `observation`: the [`assimilax.ObservationModel`][].
-    - `sampler`: the [`assimilax.Sampler`][] of the forecasts.
-    - `localisation`: a [`assimilax.DistanceLocalisation`][] for this state and these
+    - `emulator`: any [`assimilax.AbstractEmulator`][assimilax.emulators.AbstractEmulator] (the forecast model).
+    - `observation`: the [`assimilax.ObservationModel`][assimilax.observations.ObservationModel].
+    - `sampler`: the [`assimilax.Sampler`][assimilax.sampling.Sampler] of the forecasts.
+    - `localisation`: a [`assimilax.DistanceLocalisation`][assimilax.geometry.DistanceLocalisation] for this state and these
       observations (e.g. ``GaspariCohn.from_length_scale(4.0)`` on ``Periodic1D(40)``).
     - `inflation`: the factor on the forecast anomalies (1 = none).
     - `max_local_obs`: keep only this many observations per local analysis (None = all).
