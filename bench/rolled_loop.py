@@ -10,10 +10,15 @@ observed with sigma = 1) with two samplers:
 
 each with the level loop rolled (`Sampler(unroll=False)`) and unrolled.  ``--channel-first``
 runs the same weights through `eqx.nn.Conv1d` (channel-first convolutions, the network before
-issue 9) to show the XLA:CPU pitfall.  Compile time is the first call minus a timed call; the
-cycle time is the median of `--repeats` calls.
+issue 9) to show the XLA:CPU pitfall.  ``--gencast-tiny`` instead runs the tiny GenCast of the
+tests (random weights, 7 x 12 grid; graph networks and a transformer, no convolution): one
+cycle of its unconditional ensemble with GenCast's own sampler cut to 8 levels
+(DPM-Solver++(2S) with churn).  Compile time is that of lowering and compiling; the cycle
+time is the fastest of `--repeats` calls, rolled and unrolled calls interleaved (the machine
+may be shared: the minimum is the least disturbed).
 
     python bench/rolled_loop.py --particles 64 256 --samplers default reference --out bench/results/rolled_loop.md
+    python bench/rolled_loop.py --gencast-tiny --particles 8
 """
 
 import argparse
@@ -54,17 +59,24 @@ class ChannelFirst(eqx.Module):
         return net.project(h)[0]
 
 
-def timed(fn, *args, repeats):
+def compiled(fn, *args):
+    """`fn` compiled for `args`, and the compile time (lowering + compilation)."""
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    run = float(np.median(times))
-    return first - run, run
+    program = eqx.filter_jit(fn).lower(*args).compile()
+    return program, time.perf_counter() - t0
+
+
+def interleaved(programs, args, repeats):
+    """The fastest of `repeats` timed calls of each program, calls interleaved so that
+    other load on the (shared) machine hits all of them alike; after one warm-up call each."""
+    times = [[] for _ in programs]
+    for r in range(repeats + 1):
+        for i, (program, a) in enumerate(zip(programs, args)):
+            t0 = time.perf_counter()
+            jax.block_until_ready(program(*a))
+            if r > 0:
+                times[i].append(time.perf_counter() - t0)
+    return [min(t) for t in times]
 
 
 def fa_apf(name: str, particles: int, unroll: bool, channel_first: bool):
@@ -77,27 +89,65 @@ def fa_apf(name: str, particles: int, unroll: bool, channel_first: bool):
     return filt, jnp.asarray(ensemble), jnp.asarray(observations[0])
 
 
+def gencast_forecast(particles: int, unroll: bool):
+    import tempfile
+
+    import xarray as xr
+
+    import assimilax as ax
+    from assimilax_adapters.gencast import config as C, save_checkpoint, testing as T
+    from assimilax_adapters.gencast.emulator import GenCastEmulator
+    from assimilax_adapters.gencast.sampler import gencast_sampler
+
+    with tempfile.TemporaryDirectory() as root:
+        save_checkpoint(f"{root}/tiny.npz", T.filter_checkpoint(seed=3))
+        T.write_synthetic_statistics(f"{root}/stats")
+        ds = T.synthetic_era5(n_times=3, seed=2)
+        emulator = GenCastEmulator.from_files(f"{root}/tiny.npz", f"{root}/stats", ds)
+    sampler = dataclasses.replace(gencast_sampler(C.SamplerConfig(num_noise_levels=8)), unroll=unroll)
+    filt = ax.EnsembleForecast(emulator, sampler)
+    states = jnp.asarray(emulator.states(ds))
+    forcing = jax.tree.map(lambda a: jnp.asarray(a)[0], emulator.forcings(ds.time.values[2:]))
+    state = filt.init(jnp.broadcast_to(states[:2], (particles, 2, emulator.state_size)))
+    return filt, state, forcing
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--particles", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=list(SAMPLERS))
     parser.add_argument("--channel-first", action="store_true", help="the network through eqx.nn.Conv1d")
+    parser.add_argument("--gencast-tiny", action="store_true", help="the tiny GenCast's unconditional ensemble")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
+    if args.gencast_tiny:
+        for n in args.particles:
+            programs, inputs, compile_s = [], [], []
+            for unroll in (False, True):
+                filt, state, forcing = gencast_forecast(n, unroll)
+                a = (filt, state, None, jax.random.key(2), forcing)
+                program, c = compiled(lambda f, *rest: f.step(*rest), *a)
+                programs.append(program), inputs.append(a), compile_s.append(c)
+            cycle = interleaved(programs, inputs, args.repeats)
+            print(f"GenCast tiny forecast N={n}: rolled compile {compile_s[0]:.1f} s cycle {cycle[0]:.4f} s; "
+                  f"unrolled compile {compile_s[1]:.1f} s cycle {cycle[1]:.4f} s; ratio {cycle[0] / cycle[1]:.2f}", flush=True)
+        return
+
     rows = []
     for name in args.samplers:
         for n in args.particles:
-            result = {}
+            programs, inputs, compile_s = [], [], []
             for unroll in (False, True):
                 filt, ensemble, y = fa_apf(name, n, unroll, args.channel_first)
-                step = eqx.filter_jit(filt.step)
-                state = filt.init(ensemble)
-                result[unroll] = timed(step, state, y, jax.random.key(2), repeats=args.repeats)
-                print(f"{name:9s} N={n:5d} {'unrolled' if unroll else 'rolled  '}  compile {result[unroll][0]:7.2f} s  "
-                      f"cycle {result[unroll][1]:7.3f} s", flush=True)
-            rows.append((name, n, *result[False], *result[True]))
+                a = (filt, filt.init(ensemble), y, jax.random.key(2))
+                program, c = compiled(lambda f, *rest: f.step(*rest), *a)
+                programs.append(program), inputs.append(a), compile_s.append(c)
+                print(f"{name:9s} N={n:5d} {'unrolled' if unroll else 'rolled  '}  compile {c:7.2f} s", flush=True)
+            cycle = interleaved(programs, inputs, args.repeats)
+            print(f"{name:9s} N={n:5d} cycle rolled {cycle[0]:.3f} s unrolled {cycle[1]:.3f} s ratio {cycle[0] / cycle[1]:.2f}", flush=True)
+            rows.append((name, n, compile_s[0], cycle[0], compile_s[1], cycle[1]))
 
     layout = "channel-first (eqx.nn.Conv1d)" if args.channel_first else "channel-last (shipped)"
     header = (
