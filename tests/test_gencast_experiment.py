@@ -129,3 +129,101 @@ def test_cli_bad_options(files):
     r = cli("--checkpoint", files / "tiny.npz", "--stats", files / "stats", "--truth", files / "era5.nc",
             "--observe", "geopotential")
     assert r.returncode == 2 and "cannot observe" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# The reference experiment's observation scenarios and settings, on the tiny grid
+# ---------------------------------------------------------------------------------------
+
+REFERENCE = T.reference_data_dir()
+OBS = None if REFERENCE is None else REFERENCE / "observations"
+needs_networks = pytest.mark.skipif(
+    OBS is None or not OBS.is_dir(),
+    reason="../shared/gencast-reference/observations (the reference experiment's networks) is not on this machine",
+)
+
+
+@pytest.fixture(scope="module")
+def preset_files(tmp_path_factory):
+    """A tiny checkpoint whose task has GenCast's 5 surface variables (what the networks observe)."""
+    root = tmp_path_factory.mktemp("gencast_presets")
+    task = T.filter_task(T.PRESET_SURFACE)
+    save_checkpoint(root / "tiny.npz", T.filter_checkpoint(3, SamplerConfig(num_noise_levels=3), task=task))
+    T.write_synthetic_statistics(root / "stats")
+    T.synthetic_era5(4, seed=2).to_netcdf(root / "era5.nc")
+    return root
+
+
+def run_preset(files, out, *options):
+    r = cli("--checkpoint", files / "tiny.npz", "--stats", files / "stats", "--truth", files / "era5.nc",
+            "-n", 4, "--levels", 2, "--solver", "euler", "--corrector-steps", 0, "--ess-band", 0.5, 0.75,
+            "--filters", "fa-apf", "-T", 1, "-o", out, "--no-progress", *options)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ds = xr.load_dataset(out / "gencast_assimilation.nc")
+    for v in ("skill", "skill_latw", "spread", "spread_latw", "ess", "alpha", "temperature_mean"):
+        assert np.all(np.isfinite(ds[v].values)), v
+    summary = (out / "summary.txt").read_text()
+    assert "latitude-weighted" in summary and "as in the reference's figures" in summary
+    return ds
+
+
+@needs_networks
+@pytest.mark.parametrize("preset", ["stations+satellite", "subsampling-4x4", "coarsening-4x4"])
+def test_cli_reference_observation_presets(preset_files, preset):
+    ds = run_preset(preset_files, preset_files / preset, "--observations", preset, "--obs-dir", OBS,
+                    "--regrid-observations")
+    fields = ds["observation_field"].values
+    if preset == "coarsening-4x4":
+        # 7 latitudes = 4 + 3 (the remainder is left out), 12 = 3 x 4 longitudes: 3 blocks x 3 fields.
+        assert fields.size == 9
+    else:
+        from assimilax_adapters.gencast import networks as W
+
+        nets = W.reference_networks(preset, OBS)
+        points = [int(W.regrid_mask(n.mask, T.FILTER_LAT, T.FILTER_LON).sum()) for n in nets]
+        n_fields = [sum(2 if v == "temperature" else 1 for v in n.variables) for n in nets]  # 2 levels
+        assert fields.size == sum(p * f for p, f in zip(points, n_fields))
+    if preset == "stations+satellite":
+        assert {"10m_u_component_of_wind", "mean_sea_level_pressure", "temperature_850"} <= set(fields)
+        # SST observations over land are missing (NaN), the others are finite.
+        obs = ds["observations"].values
+        sst = fields == "sea_surface_temperature"
+        assert np.isnan(obs[:, sst]).any() and np.isfinite(obs[:, ~sst]).all()
+
+
+def test_cli_observation_files_and_reference_preset(preset_files, tmp_path):
+    (tmp_path / "stations.csv").write_text("lat,lon\n0,30\n-30,15\n60,300\n")
+    mask = np.zeros((7, 12), bool)
+    mask[::2, ::3] = True
+    np.save(tmp_path / "sat.npy", mask)
+    np.save(tmp_path / "sat_var.npy", np.full((1, 2), 0.25))
+    # The reference settings (BiCGStab MMPS, AB3 + Langevin) with a few of them overridden to keep it short.
+    ds = run_preset(preset_files, tmp_path / "out", "--observations", "files",
+                    "--obs-network", f"{tmp_path / 'stations.csv'}:2m_temperature,mean_sea_level_pressure:0.04",
+                    "--obs-network", f"{tmp_path / 'sat.npy'}:temperature:{tmp_path / 'sat_var.npy'}",
+                    "--preset", "reference", "--solver", "ab3", "--corrector-steps", 1, "--cg-iterations", 2)
+    assert ds.sizes["observation"] == 3 * 2 + 16 * 2
+    import json
+
+    cfg = json.loads(ds.attrs["configuration"])
+    assert cfg["mmps_solver"] == "bicgstab" and cfg["cg_iterations"] == 2 and cfg["langevin_delta"] == 0.2
+    assert cfg["particles"] == 4 and cfg["levels"] == 2  # explicit options override the preset
+    assert cfg["sigma_max"] == 88.0 and cfg["sigma_min"] == 2e-5 and cfg["rho"] == 6.0
+    assert "BiCGStab" in ds.attrs["filter_fa-apf"]
+
+
+def test_reference_preset_settings():
+    cfg = GenCastExperiment.with_preset("reference", checkpoint="c", stats="s", truth="t")
+    assert (cfg.particles, cfg.ess_band, cfg.levels, cfg.sigma_max, cfg.sigma_min, cfg.rho) == (
+        256, (50 / 256, 60 / 256), 32, 88.0, 2e-5, 6.0)
+    assert (cfg.solver, cfg.corrector_steps, cfg.langevin_delta) == ("ab3", 2, 0.2)
+    assert (cfg.mmps_solver, cfg.cg_iterations) == ("bicgstab", 2)
+    base = dict(checkpoint="c", stats="s", truth="t")
+    with pytest.raises(ValueError, match="unknown preset"):
+        GenCastExperiment.with_preset("fast", **base)
+    with pytest.raises(ValueError, match="needs obs_dir"):
+        GenCastExperiment(**base, observations="coarsening-4x4")
+    with pytest.raises(ValueError, match="FILE:VAR1,VAR2"):
+        GenCastExperiment(**base, observations="files", obs_networks=("mask.npy",))
+    with pytest.raises(ValueError, match="need observations 'files'"):
+        GenCastExperiment(**base, obs_networks=("mask.npy:2m_temperature",))

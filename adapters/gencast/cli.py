@@ -4,7 +4,7 @@ import argparse
 import sys
 import time
 
-from .experiment import FILTERS, KEEP, SOLVERS, GenCastExperiment
+from .experiment import FILTERS, KEEP, MMPS_SOLVERS, OBSERVATIONS, PRESET_SETTINGS, SOLVERS, GenCastExperiment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,21 +24,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="official GenCast .npz checkpoint")
     p.add_argument("--stats", required=True, help="folder with mean_by_level.nc, stddev_by_level.nc, diffs_stddev_by_level.nc, min_by_level.nc")
     p.add_argument("--truth", required=True, help="ERA5-layout NetCDF file or Zarr store, 12 h steps")
-    p.add_argument("--particles", "-n", type=int, default=8, help="ensemble size N")
+    p.add_argument("--preset", default=None, choices=sorted(PRESET_SETTINGS),
+                   help="the reference experiment's filter settings (256 particles, ESS band [50, 60], 32 Karras levels "
+                        "88 -> 2e-5 with rho 6, AB3 + 2 Langevin corrections of 0.2, MMPS by BiCGStab with 2 iterations); "
+                        "options given explicitly override it")
+    p.add_argument("--particles", "-n", type=int, default=None, help="ensemble size N (default 8; reference preset 256)")
     p.add_argument("--cycles", "-T", type=int, default=None, help="observation times (default: all the truth allows)")
     p.add_argument("--start", default=None, help="first time used (ISO date); the first two are the initial history")
+    p.add_argument("--observations", default="every-nth", choices=OBSERVATIONS,
+                   help="observation scenario: every-nth (--observe at every --observe-every-th point, noise --obs-std), "
+                        "the reference experiment's stations+satellite, subsampling-4x4 or coarsening-4x4 (files in "
+                        "--obs-dir, variances in physical units), or files (--obs-network)")
+    p.add_argument("--obs-dir", default=None, help="folder with the reference experiment's observation files (its data/observations)")
+    p.add_argument("--obs-network", action="append", default=[], metavar="FILE:VARS[:VARIANCES]",
+                   help="with --observations files: a mask (.npy/.nc) or station coordinates ((p, 2) .npy or CSV of "
+                        "latitude, longitude) observing the comma-separated VARS, with variances in physical units (a file "
+                        "or a number; default --obs-std in the filter's units); repeatable")
+    p.add_argument("--regrid-observations", action="store_true",
+                   help="move masks of another equiangular grid (e.g. the 1-degree networks) to the truth's grid (nearest points)")
     p.add_argument("--observe", nargs="+", default=["2m_temperature", "temperature"], help="observed target variables (all levels)")
     p.add_argument("--observe-every", type=int, default=4, help="observe every n-th grid point")
     p.add_argument("--obs-std", type=float, default=0.1, help="observation noise standard deviation")
     p.add_argument("--space", default="normalised", choices=("normalised", "physical"), help="units of observations and noise")
-    p.add_argument("--levels", type=int, default=32, help="noise levels of the guided sampler")
-    p.add_argument("--solver", default="ab3", choices=sorted(SOLVERS), help="probability-flow ODE solver of the guided sampler")
-    p.add_argument("--corrector-steps", type=int, default=2, help="Langevin corrector steps per level")
-    p.add_argument("--cg-iterations", type=int, default=1, help="conjugate-gradient steps of MMPS")
+    p.add_argument("--levels", type=int, default=None, help="noise levels of the guided sampler (default 32)")
+    p.add_argument("--solver", default=None, choices=sorted(SOLVERS), help="probability-flow ODE solver of the guided sampler (default ab3)")
+    p.add_argument("--corrector-steps", type=int, default=None, help="Langevin corrector steps per level (default 2)")
+    p.add_argument("--langevin-delta", type=float, default=None, help="Langevin step size delta (tau = delta sigma^2; default 0.2)")
+    p.add_argument("--mmps-solver", default=None, choices=MMPS_SOLVERS, help="MMPS linear solver: unrolled CG or BiCGStab (default cg; reference preset bicgstab)")
+    p.add_argument("--cg-iterations", type=int, default=None, help="iterations of the MMPS solver (default 1; reference preset 2)")
     p.add_argument("--guidance-max-sigma", type=float, default=None, metavar="SIGMA",
                    help="guide the FA-APF proposals only at noise levels sigma <= SIGMA (default: at every level); "
                         "a trained network's Tweedie Jacobian is unreliable at the top levels (the Lorenz-96 job uses 5)")
-    p.add_argument("--ess-band", type=float, nargs=2, default=[50 / 256, 60 / 256], metavar=("LOW", "HIGH"), help="tempering ESS band, fractions of N")
+    p.add_argument("--ess-band", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="tempering ESS band, fractions of N (default 50/256 60/256)")
     p.add_argument("--block-tiles", type=int, nargs=2, default=None, metavar=("LAT", "LON"),
                    help="replace the FA-APF by the block FA-APF (output label fa-apf-block): first-stage weights, "
                         "tempering and resampling per tile of LAT x LON grid points, each with the observations "
@@ -55,21 +72,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+# Built-in defaults of the options a preset sets (explicit options > preset > these).
+DEFAULTS = dict(particles=8, levels=32, solver="ab3", corrector_steps=2, langevin_delta=0.2,
+                mmps_solver="cg", cg_iterations=1, ess_band=(50 / 256, 60 / 256))
+
+
+def experiment_config(preset: str | None, given: dict, other: dict) -> GenCastExperiment:
+    """The configuration: explicitly `given` options over the `preset`'s over `DEFAULTS`."""
+    if preset is None:
+        return GenCastExperiment(**{**DEFAULTS, **given, **other})
+    return GenCastExperiment.with_preset(preset, **{**given, **other})
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the experiment from parsed arguments; returns the exit status."""
     from . import experiment
 
     try:
-        cfg = GenCastExperiment(
-            checkpoint=args.checkpoint, stats=args.stats, truth=args.truth, particles=args.particles,
+        given = {
+            "particles": args.particles, "levels": args.levels, "solver": args.solver,
+            "corrector_steps": args.corrector_steps, "langevin_delta": args.langevin_delta,
+            "mmps_solver": args.mmps_solver, "cg_iterations": args.cg_iterations,
+            "ess_band": None if args.ess_band is None else tuple(args.ess_band),
+        }
+        cfg = experiment_config(args.preset, {k: v for k, v in given.items() if v is not None}, dict(
+            checkpoint=args.checkpoint, stats=args.stats, truth=args.truth,
             cycles=args.cycles, start=args.start, observe=tuple(args.observe),
-            observe_every=args.observe_every, obs_std=args.obs_std, space=args.space, levels=args.levels,
-            solver=args.solver, corrector_steps=args.corrector_steps, cg_iterations=args.cg_iterations,
-            guidance_max_sigma=args.guidance_max_sigma, ess_band=tuple(args.ess_band),
+            observe_every=args.observe_every, obs_std=args.obs_std, space=args.space,
+            guidance_max_sigma=args.guidance_max_sigma,
             filters=tuple(dict.fromkeys(args.filters)), noise=args.noise, attention=args.attention,
             seed=args.seed, keep=args.keep,
             block_tiles=None if args.block_tiles is None else tuple(args.block_tiles),
-        )
+            observations=args.observations, obs_dir=args.obs_dir, obs_networks=tuple(args.obs_network),
+            regrid_observations=args.regrid_observations,
+        ))
         start = time.perf_counter()
         ds = experiment.run(cfg, args.output, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as e:

@@ -12,7 +12,7 @@ steps), the job
    Adams-Bashforth, 2 Langevin corrector steps; optionally guided only below a noise level)
    and the unconditional GenCast ensemble (GenCast's own DPM-Solver++(2S) with churn, from
    the checkpoint's sampler config).  With ``block_tiles`` the FA-APF is replaced by the
-   block FA-APF ([`assimilax.BlockFAAPF`][], labelled ``fa-apf-block``): weights, tempering
+   block FA-APF ([`assimilax.BlockFAAPF`][assimilax.filters.block_fa_apf.BlockFAAPF], labelled ``fa-apf-block``): weights, tempering
    and resampling per lat-lon tile ([`tile_blocks`][]), same sampler and guidance;
 4. writes ``gencast_assimilation.nc`` (ensemble mean and spread fields, truth,
    observations, per-cycle skill and spread per variable and level, latitude-weighted and
@@ -42,13 +42,25 @@ from assimilax.assimilate import FilterMoments
 from .checkpoint import load_checkpoint
 from .data import prepare_dataset
 from .emulator import GenCastEmulator
+from .networks import PRESETS, Network, network_from_file, network_observation_model, reference_networks, regrid_network
 from .normalization import Statistics
-from .observations import Field, all_levels, every_nth, observation_model
+from .observations import Field, Normalised, all_levels, every_nth, observation_model
 from .sampler import gencast_sampler
 
 FILTERS = ("fa-apf", "forecast")
 SOLVERS = ax.SOLVER_NAMES
 KEEP = ("ensemble", "moments")
+OBSERVATIONS = ("every-nth",) + PRESETS + ("files",)
+MMPS_SOLVERS = ("cg", "bicgstab")
+# The filter settings of the reference experiment (Savary, Rozet & Louppe, ICML 2026: its
+# config/filtering.yaml): `GenCastExperiment.with_preset("reference")`, `--preset reference`.
+PRESET_SETTINGS = {
+    "reference": dict(
+        particles=256, ess_band=(50 / 256, 60 / 256), levels=32, sigma_max=88.0, sigma_min=2e-5,
+        rho=6.0, solver="ab3", corrector_steps=2, langevin_delta=0.2, mmps_solver="bicgstab",
+        cg_iterations=2,
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +92,24 @@ class GenCastExperiment:
     seed: int = 0
     keep: str = "ensemble"
     block_tiles: tuple[int, int] | None = None
+    observations: str = "every-nth"
+    obs_dir: str | None = None
+    obs_networks: tuple[str, ...] = ()
+    regrid_observations: bool = False
+    langevin_delta: float = 0.2
+    mmps_solver: str = "cg"
+
+    @classmethod
+    def with_preset(cls, preset: str, **fields) -> "GenCastExperiment":
+        """A configuration with the settings of `preset` (`PRESET_SETTINGS`), then `fields`.
+
+        ``"reference"``: 256 particles, ESS band [50, 60], 32 Karras levels 88 -> 2e-5 with
+        rho 6, Adams-Bashforth 3 with 2 Langevin corrections of delta 0.2, MMPS solved by
+        BiCGStab with 2 iterations (tolerance 1e-10).
+        """
+        if preset not in PRESET_SETTINGS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESET_SETTINGS)}.")
+        return cls(**{**PRESET_SETTINGS[preset], **fields})
 
     def __post_init__(self):
         problems = []
@@ -113,8 +143,46 @@ class GenCastExperiment:
             len(self.block_tiles) != 2 or any(int(t) != t or t < 1 for t in self.block_tiles)
         ):
             problems.append(f"block_tiles must be two positive numbers of grid points (lat, lon), got {self.block_tiles}")
+        if self.observations not in OBSERVATIONS:
+            problems.append(f"observations must be one of {list(OBSERVATIONS)}, got {self.observations!r}")
+        elif self.observations in PRESETS and self.obs_dir is None:
+            problems.append(f"the observation preset {self.observations!r} needs obs_dir (--obs-dir), the folder of its files")
+        elif self.observations == "files" and not self.obs_networks:
+            problems.append("observations 'files' needs at least one obs_networks entry (--obs-network)")
+        if self.obs_networks and self.observations != "files":
+            problems.append(f"obs_networks (--obs-network) need observations 'files', got {self.observations!r}")
+        for spec in self.obs_networks:
+            try:
+                parse_network_spec(spec)
+            except ValueError as e:
+                problems.append(str(e))
+        if self.mmps_solver not in MMPS_SOLVERS:
+            problems.append(f"mmps_solver must be one of {list(MMPS_SOLVERS)}, got {self.mmps_solver!r}")
+        if self.cg_iterations < 1:
+            problems.append(f"cg_iterations must be at least 1, got {self.cg_iterations}")
+        if not self.langevin_delta > 0:
+            problems.append(f"langevin_delta must be positive, got {self.langevin_delta}")
         if problems:
             raise ValueError("invalid GenCast experiment: " + "; ".join(problems) + ".")
+
+
+def parse_network_spec(spec: str) -> tuple[str, tuple[str, ...], str | None]:
+    """``"FILE:VAR1,VAR2[:VARIANCES]"`` -> ``(file, variables, variances)``; `VARIANCES` is a
+    file (physical units) or a number (a variance in physical units)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ValueError(f"observation network {spec!r} must read FILE:VAR1,VAR2[:VARIANCES]")
+    variables = tuple(v for v in parts[1].split(",") if v)
+    return parts[0], variables, parts[2] if len(parts) == 3 and parts[2] else None
+
+
+def _variances(value: str | None):
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def open_truth(path: str) -> xr.Dataset:
@@ -188,13 +256,54 @@ def tile_blocks(layout: ax.StateLayout, tile: tuple[int, int]) -> Int[np.ndarray
     return blocks
 
 
+def observation_networks(cfg: GenCastExperiment, lat: np.ndarray, lon: np.ndarray) -> list[Network] | None:
+    """The networks of `cfg` (``None`` for ``every-nth``), masks regridded to ``lat x lon``
+    when `cfg.regrid_observations`."""
+    if cfg.observations == "every-nth":
+        return None
+    if cfg.observations == "files":
+        nets = []
+        for spec in cfg.obs_networks:
+            path, variables, var = parse_network_spec(spec)
+            nets.append(network_from_file(path, variables, _variances(var)))
+    else:
+        nets = reference_networks(cfg.observations, cfg.obs_dir)
+    if cfg.regrid_observations:
+        nets = [regrid_network(n, lat, lon) for n in nets]
+    return nets
+
+
 def build_observation(cfg: GenCastExperiment, layout: ax.StateLayout, stats: Statistics) -> tuple[ax.ObservationModel, tuple[Field, ...]]:
-    """The observation model of `cfg` on the state `layout`, and the field of each observation."""
+    """The observation model of `cfg` on the state `layout`, and the field of each observation.
+
+    ``every-nth``: `observe` (all levels) at every `observe_every`-th grid point, noise
+    `obs_std` in the units of `space`.  Presets and files: [`network_observation_model`][]
+    (variances in physical units, converted to the units of `space`; `obs_std` for a network
+    without variances).
+    """
+    first = layout.variables[0]
+    lat = np.asarray(next(c.values for c in first.coords if c.name == "lat"))
+    lon = np.asarray(next(c.values for c in first.coords if c.name == "lon"))
+    nets = observation_networks(cfg, lat, lon)
+    if nets is not None:
+        return network_observation_model(nets, layout, stats, cfg.space, default_std=cfg.obs_std)
     unknown = [v for v in cfg.observe if v not in layout.names]
     if unknown:
         raise ValueError(f"cannot observe {unknown}: not target variables ({list(layout.names)}).")
     fields = [f for v in cfg.observe for f in all_levels(layout, v)]
     return observation_model([every_nth(layout, fields, cfg.observe_every)], cfg.obs_std, stats, cfg.space)
+
+
+def missing_over_land(observation: ax.ObservationModel, filled: np.ndarray) -> np.ndarray:
+    """Observations that read a state component held at its fill value (SST over land).
+
+    The operators are linear, so an observation touches a filled component iff its operator
+    (in physical units) applied to the 0/1 indicator `filled` is non-zero; those observations
+    are set to NaN (missing, dropped from the likelihood).
+    """
+    op = observation.operator
+    op = op.inner if isinstance(op, Normalised) else op
+    return np.asarray(op(jnp.asarray(filled, jnp.float32))) != 0
 
 
 def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, stats):
@@ -208,9 +317,14 @@ def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, sta
         ax.EDMSchedule(cfg.sigma_min, cfg.sigma_max, cfg.rho),
         cfg.levels,
         ax.solver_by_name(cfg.solver),
-        ax.LangevinCorrector(cfg.corrector_steps, 0.2) if cfg.corrector_steps else None,
+        ax.LangevinCorrector(cfg.corrector_steps, cfg.langevin_delta) if cfg.corrector_steps else None,
     )
-    guidance = ax.MMPS(iterations=cfg.cg_iterations)
+    if cfg.mmps_solver == "bicgstab":  # the reference's solver: a few BiCGStab steps, tolerance 1e-10
+        import lineax as lx
+
+        guidance = ax.MMPS(lx.BiCGStab(rtol=1e-10, atol=1e-10, max_steps=cfg.cg_iterations))
+    else:
+        guidance = ax.MMPS(iterations=cfg.cg_iterations)
     if cfg.guidance_max_sigma is not None:
         # A trained network's Jacobian is unreliable at the top noise levels (GuidanceBelowLevel).
         guidance = ax.GuidanceBelowLevel(guidance, cfg.guidance_max_sigma)
@@ -315,7 +429,8 @@ def run(cfg: GenCastExperiment, output: str | Path | None = None, progress: bool
     forcings = emulator.forcings(target_times, ds)
     k_obs, k_filter = jax.random.split(jax.random.key(cfg.seed))
     obs_fn = jax.jit(jax.vmap(observation.sample))
-    observations = np.asarray(obs_fn(jax.random.split(k_obs, truth.shape[0]), jnp.asarray(truth)))
+    observations = np.array(obs_fn(jax.random.split(k_obs, truth.shape[0]), jnp.asarray(truth)))
+    observations[:, missing_over_land(observation, np.asarray(emulator.filled))] = np.nan
     ensemble = np.broadcast_to(states[:2], (cfg.particles,) + states[:2].shape)
     out_dir = None if output is None else Path(output)
     if out_dir is not None:
@@ -363,7 +478,9 @@ def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_
     data["observation_field"] = ("observation", np.array([f"{n}" if lv is None else f"{n}_{lv}" for n, lv in obs_fields]))
     ds = xr.Dataset(data, coords={**coords, **{k: v for k, v in mean_ds.coords.items() if k not in ("filter", "time")}})
     ds["field"].attrs["long_name"] = "variable_level (surface variables without level)"
-    ds["skill"].attrs["long_name"] = "RMSE of the ensemble mean, unweighted (SST over sea only)"
+    ds["skill"].attrs["long_name"] = "RMSE of the ensemble mean, plain mean over latitude and longitude as in the reference's figures (SST over sea only)"
+    ds["spread"].attrs["long_name"] = "ensemble spread, plain mean over latitude and longitude (SST over sea only)"
+    ds["spread_latw"].attrs["long_name"] = "ensemble spread, latitude-weighted"
     ds["skill_latw"].attrs["long_name"] = "RMSE of the ensemble mean, latitude-weighted"
     if "crps" in ds:
         ds["crps"].attrs["long_name"] = "ensemble CRPS, unweighted (SST over sea only)"
@@ -388,7 +505,9 @@ def _describe_tiles(cfg: GenCastExperiment, loc: ax.BlockLocalisation) -> str:
 
 
 def summary(ds: xr.Dataset) -> dict[str, dict[str, float]]:
-    """Means over cycles per filter of the latitude-weighted skill/spread of a few fields."""
+    """Means over cycles per filter of each field's skill and spread: latitude-weighted
+    (``skill``/``spread``) and plain means over latitude and longitude, as in the reference's
+    figures (``skill_plain``/``spread_plain``)."""
     rows = {}
     for name in ds["filter"].values:
         f = ds.sel(filter=name)
@@ -396,6 +515,8 @@ def summary(ds: xr.Dataset) -> dict[str, dict[str, float]]:
         for field in ds["field"].values:
             row[f"skill {field}"] = float(f["skill_latw"].sel(field=field).mean())
             row[f"spread {field}"] = float(f["spread_latw"].sel(field=field).mean())
+            row[f"skill_plain {field}"] = float(f["skill"].sel(field=field).mean())
+            row[f"spread_plain {field}"] = float(f["spread"].sel(field=field).mean())
         row["ess"] = float(f["ess"].mean())
         row["alpha"] = float(f["alpha"].mean())
         sec = f["seconds"].values
@@ -405,14 +526,21 @@ def summary(ds: xr.Dataset) -> dict[str, dict[str, float]]:
 
 
 def summary_table(ds: xr.Dataset) -> str:
-    """Latitude-weighted skill and spread per field (means over cycles), one column per filter."""
+    """Skill (RMSE of the mean) and spread per field, means over cycles, one column pair per
+    filter: latitude-weighted, then plain lat-lon means (the reference's figures)."""
     rows = summary(ds)
     names = list(rows)
     head = f"{'field':>34} | " + " | ".join(f"{n + ' skill':>16} {n + ' spread':>17}" for n in names)
-    lines = ["GenCast assimilation: latitude-weighted RMSE of the mean and spread, means over cycles", head, "-" * len(head)]
-    for field in ds["field"].values:
-        lines.append(f"{field:>34} | " + " | ".join(
-            f"{rows[n][f'skill {field}']:16.4g} {rows[n][f'spread {field}']:17.4g}" for n in names))
+    lines = []
+    for title, prefix in (
+        ("latitude-weighted RMSE of the mean and spread", ""),
+        ("plain means over latitude and longitude (as in the reference's figures)", "_plain"),
+    ):
+        lines += [f"GenCast assimilation: {title}, means over cycles", head, "-" * len(head)]
+        for field in ds["field"].values:
+            lines.append(f"{field:>34} | " + " | ".join(
+                f"{rows[n][f'skill{prefix} {field}']:16.4g} {rows[n][f'spread{prefix} {field}']:17.4g}" for n in names))
+        lines.append("")
     for key in ("ess", "alpha", "seconds_per_cycle"):
         lines.append(f"{key:>34} | " + " | ".join(f"{rows[n][key]:16.4g} {'':>17}" for n in names))
     return "\n".join(lines) + "\n"
@@ -434,7 +562,7 @@ def _figures(cfg: GenCastExperiment, ds: xr.Dataset, out_dir: Path) -> None:
         for f in shown
     }
     fig = plot_skill_spread(scores, np.arange(1, ds.sizes["time"] + 1), out_dir / "skill_spread.png",
-                            title=f"GenCast, N = {cfg.particles}, observed: {', '.join(cfg.observe)} every {cfg.observe_every} points"
+                            title=f"GenCast, N = {cfg.particles}, observed: " + (f"{', '.join(cfg.observe)} every {cfg.observe_every} points" if cfg.observations == "every-nth" else cfg.observations)
                             + ("" if cfg.block_tiles is None else f", tiles {cfg.block_tiles[0]} x {cfg.block_tiles[1]}"))
     plt.close(fig)
     var = "2m_temperature" if "2m_temperature_truth" in ds else str(ds["field"].values[0])

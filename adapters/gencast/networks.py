@@ -44,7 +44,7 @@ from jaxtyping import Bool, Float
 
 import assimilax as ax
 
-from .config import ALL_ATMOSPHERIC_VARS
+from .config import ALL_ATMOSPHERIC_VARS, PRESSURE_LEVELS_WEATHERBENCH_13
 from .normalization import Statistics
 from .observations import Field, Instrument, all_levels, coarsened, gridded, observation_model, stations
 
@@ -67,7 +67,9 @@ class Network:
       latitude rows at the north end is left out; `b_lon` must divide the longitudes).
 
     `variances`: ``None`` (the experiment's default noise, in the filter's units), a scalar,
-    one value per variable, or ``(n_variables, n_levels)``; physical units.
+    one value per variable, one per observed field, or one per field on `variance_levels`
+    (default the 13 WeatherBench levels of the reference's files, e.g. ``(1, 13)``; selected
+    by level for a state on fewer levels); physical units.
     """
 
     name: str
@@ -77,6 +79,7 @@ class Network:
     points: np.ndarray | None = None
     block: tuple[int, int] | None = None
     variances: np.ndarray | None = None
+    variance_levels: tuple[int, ...] = PRESSURE_LEVELS_WEATHERBENCH_13
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -115,16 +118,25 @@ class Network:
             return None
         v = np.asarray(self.variances, np.float64)
         fields = self.fields(layout)
+        # Per field over the variance file's levels (the reference's: the 13 WeatherBench ones).
+        file_fields = [
+            (name, lv) for name in self.variables
+            for lv in (self.variance_levels if name in ALL_ATMOSPHERIC_VARS else (None,))
+        ]
         if v.ndim == 0:
             out = np.full(len(fields), float(v))
         elif v.size == len(fields):
             out = v.reshape(-1)
         elif v.ndim == 1 and v.size == len(self.variables):
             out = np.array([v[self.variables.index(name)] for name, _ in fields])
+        elif v.size == len(file_fields) and set(fields) <= set(file_fields):
+            by_field = dict(zip(file_fields, v.reshape(-1)))
+            out = np.array([by_field[f] for f in fields])
         else:
             raise ValueError(
                 f"network {self.name!r}: {v.shape} variances for {len(self.variables)} variables "
-                f"({len(fields)} fields); give a scalar, one per variable or one per field."
+                f"({len(fields)} fields); give a scalar, one per variable, one per field, or one per "
+                f"field on the levels {self.variance_levels}."
             )
         if not np.all(np.isfinite(out) & (out > 0)):
             raise ValueError(f"network {self.name!r}: variances must be positive, got {out}.")

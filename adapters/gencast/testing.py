@@ -88,25 +88,34 @@ FILTER_LON = np.arange(12) * 30.0
 FILTER_LEVELS = (500, 850)
 
 
-def filter_task() -> C.TaskConfig:
+def filter_task(surface: tuple[str, ...] = ("2m_temperature", "sea_surface_temperature")) -> C.TaskConfig:
     """Surface, atmospheric, NaN-holding (SST), non-input (precipitation) targets, derived
-    forcings and both static fields: every path of the emulator on a tiny grid."""
+    forcings and both static fields: every path of the emulator on a tiny grid.
+
+    `surface`: the surface targets that are also inputs; [`PRESET_SURFACE`][] (GenCast's 5)
+    makes a task that the reference experiment's networks can observe."""
     return C.TaskConfig(
-        input_variables=(
-            "2m_temperature", "sea_surface_temperature", "temperature",
-            "year_progress_sin", "day_progress_cos", "land_sea_mask", "geopotential_at_surface",
+        input_variables=tuple(surface) + (
+            "temperature", "year_progress_sin", "day_progress_cos", "land_sea_mask", "geopotential_at_surface",
         ),
-        target_variables=(
-            "2m_temperature", "sea_surface_temperature", "total_precipitation_12hr", "temperature",
-        ),
+        target_variables=tuple(surface) + ("total_precipitation_12hr", "temperature"),
         forcing_variables=("year_progress_sin", "day_progress_cos"),
         pressure_levels=FILTER_LEVELS,
         input_duration="24h",
     )
 
 
+PRESET_SURFACE = (
+    "10m_u_component_of_wind", "10m_v_component_of_wind", "2m_temperature",
+    "mean_sea_level_pressure", "sea_surface_temperature",
+)
+
+
 _CLIMATE = {  # name: (mean, std, diffs_std, min); per-level values get a level trend
     "2m_temperature": (288.0, 15.0, 2.0, 200.0),
+    "10m_u_component_of_wind": (0.0, 5.0, 2.0, -40.0),
+    "10m_v_component_of_wind": (0.0, 4.0, 2.0, -40.0),
+    "mean_sea_level_pressure": (1.01e5, 1.0e3, 2.0e2, 9.5e4),
     "sea_surface_temperature": (290.0, 8.0, 0.3, 271.0),
     "total_precipitation_12hr": (1e-3, 2e-3, 2.5e-3, 0.0),
     "temperature": (250.0, 20.0, 1.5, 180.0),
@@ -173,6 +182,9 @@ def synthetic_era5(n_times: int = 4, seed: int = 0, start: str = "2019-01-01T00"
             "sea_surface_temperature": (("time", "lat", "lon"), sst.astype(np.float32)),
             "total_precipitation_12hr": (("time", "lat", "lon"), precip.astype(np.float32)),
             "temperature": (("time", "level", "lat", "lon"), temp.astype(np.float32)),
+            "10m_u_component_of_wind": (("time", "lat", "lon"), (3.0 * smooth).astype(np.float32)),
+            "10m_v_component_of_wind": (("time", "lat", "lon"), (-2.0 * smooth).astype(np.float32)),
+            "mean_sea_level_pressure": (("time", "lat", "lon"), (1.01e5 + 300.0 * smooth).astype(np.float32)),
             "land_sea_mask": (("lat", "lon"), land.astype(np.float32)),
             "geopotential_at_surface": (("lat", "lon"), (land * 2000.0 * coslat[0]).astype(np.float32)),
         },
@@ -181,11 +193,13 @@ def synthetic_era5(n_times: int = 4, seed: int = 0, start: str = "2019-01-01T00"
     return ds
 
 
-def filter_checkpoint(seed: int = 0, sampler_config: "C.SamplerConfig | None" = None) -> C.CheckPoint:
-    """A randomly initialised tiny GenCast for `filter_task` (the tiny architecture)."""
+def filter_checkpoint(
+    seed: int = 0, sampler_config: "C.SamplerConfig | None" = None, task: "C.TaskConfig | None" = None
+) -> C.CheckPoint:
+    """A randomly initialised tiny GenCast for `task` (default `filter_task()`; the tiny architecture)."""
     from . import params as P
 
-    task, arch, nenc = filter_task(), tiny_arch(), tiny_noise_encoder()
+    task, arch, nenc = filter_task() if task is None else task, tiny_arch(), tiny_noise_encoder()
     params = P.random_params(P.checkpoint_param_shapes(task, arch, nenc), seed=seed)
     return C.CheckPoint(
         description="randomly initialised tiny GenCast (assimilax tests)",
