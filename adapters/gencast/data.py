@@ -113,3 +113,93 @@ def prepare_dataset(ds: xr.Dataset, levels: Sequence[int] | None = None) -> xr.D
             raise ValueError(f"The dataset lacks pressure level(s) {missing}.")
         ds = ds.sel(level=list(levels))
     return ds
+
+
+# ---------------------------------------------------------------------------------------
+# ERA5 (WeatherBench 2 / ARCO-ERA5 layout) -> GenCast inputs
+# ---------------------------------------------------------------------------------------
+
+PRECIPITATION_12H = "total_precipitation_12hr"
+_ACCUMULATIONS = {"total_precipitation": 1, "total_precipitation_1hr": 1, "total_precipitation_6hr": 6}
+
+
+def era5_to_gencast(
+    ds: xr.Dataset,
+    *,
+    stride: int = 1,
+    levels: Sequence[int] | None = None,
+    variables: Sequence[str] | None = None,
+) -> xr.Dataset:
+    """ERA5 fields as WeatherBench 2 / ARCO-ERA5 store them -> GenCast's inputs, lazily.
+
+    - coordinates renamed and sorted as [`prepare_dataset`][] does (``lat`` increasing from
+      -90, ``lon`` in ``[0, 360)``); ``stride`` keeps every `stride`-th latitude and longitude
+      (``stride=4`` turns the 0.25-degree grid, 721 x 1440, into GenCast's 1-degree grid, 181 x
+      360, which contains the poles and longitude 0);
+    - ``total_precipitation_12hr`` (m), the accumulation over the 12 hours ending at each
+      valid time ``t``, from hourly ``total_precipitation`` (ARCO-ERA5: each value the hour
+      ending at its time, so ``sum_{h=0}^{11} tp(t - h)``) or from
+      ``total_precipitation_6hr`` (``tp6(t) + tp6(t - 6h)``), unless already present;
+    - the valid times at 00 and 12 UTC that have a full 12-hour window;
+    - ``sea_surface_temperature`` NaN where ERA5 has no sea value (land: NaN or a
+      non-physical value <= 0 K in the file); GenCast fills it with ``min_by_level`` itself;
+    - static fields (``land_sea_mask``, ``geopotential_at_surface``) without a time axis;
+    - `levels` (hPa) selected by value, and only `variables` (with the static fields and the
+      precipitation they need) kept when given.
+
+    Nothing is loaded: the result stays backed by the source files, and the accumulation is
+    computed on the selected times only.
+    """
+    if stride < 1:
+        raise ValueError(f"era5_to_gencast: stride must be a positive integer, got {stride}.")
+    ren = {a: b for a, b in (("latitude", "lat"), ("longitude", "lon")) if a in ds.dims or a in ds.coords}
+    ds = ds.rename(ren)
+    for c in ("lat", "lon", "time"):
+        if c not in ds.coords:
+            raise ValueError(f"era5_to_gencast: the dataset has no {c!r} coordinate.")
+    ds = ds.assign_coords(lon=np.mod(ds["lon"], 360.0)).sortby("lat").sortby("lon")
+    ds = ds.isel(lat=slice(None, None, stride), lon=slice(None, None, stride))
+    if levels is not None and "level" in ds.dims:
+        missing = sorted(set(levels) - set(int(v) for v in ds["level"].values))
+        if missing:
+            raise ValueError(f"era5_to_gencast: the dataset lacks pressure level(s) {missing}.")
+        ds = ds.sel(level=list(levels))
+
+    times = ds["time"].values.astype("datetime64[h]")
+    hours = times.astype(np.int64) % 24
+    source = next((n for n in _ACCUMULATIONS if n in ds.data_vars), None) if PRECIPITATION_12H not in ds else None
+    start = times[0] + np.timedelta64(12 - (_ACCUMULATIONS[source] if source else 12), "h")
+    keep = np.flatnonzero(((hours == 0) | (hours == 12)) & (times >= start))
+    if keep.size == 0:
+        raise ValueError("era5_to_gencast: no valid time at 00 or 12 UTC with 12 hours of data before it.")
+    valid = ds["time"].values[keep]
+
+    out = {}
+    if source is not None:
+        step = _ACCUMULATIONS[source]
+        lags = [np.asarray(valid) - np.timedelta64(h, "h") for h in range(0, 12, step)]
+        tp = ds[source]
+        missing = sorted(set(np.concatenate(lags).astype("datetime64[h]").tolist()) - set(times.tolist()))
+        if missing:
+            raise ValueError(f"era5_to_gencast: {source} lacks the times {missing[:3]}... of the 12-hour sums.")
+        total = sum(tp.sel(time=lag).assign_coords(time=valid) for lag in lags)
+        out[PRECIPITATION_12H] = total.astype(tp.dtype).assign_attrs(
+            long_name="total precipitation over the 12 hours ending at the valid time", units="m")
+    for name, da in ds.data_vars.items():
+        if name in _ACCUMULATIONS:
+            continue
+        if name in ("land_sea_mask", "geopotential_at_surface"):
+            out[name] = da.isel(time=0, drop=True) if "time" in da.dims else da
+        elif "time" in da.dims:
+            out[name] = da.sel(time=valid)
+    if "sea_surface_temperature" in out:
+        sst = out["sea_surface_temperature"]
+        out["sea_surface_temperature"] = sst.where(sst > 0)
+    result = xr.Dataset(out)
+    if variables is not None:
+        wanted = set(variables) | {"land_sea_mask", "geopotential_at_surface"}
+        absent = sorted(set(variables) - set(result.data_vars))
+        if absent:
+            raise ValueError(f"era5_to_gencast: the dataset lacks {absent} (it has {sorted(result.data_vars)}).")
+        result = result[[n for n in result.data_vars if n in wanted]]
+    return result
