@@ -28,6 +28,7 @@ from .filters import (
     FilterOutput as FilterOutput,
     FilterState as FilterState,
     LETKF as LETKF,
+    LocalFAAPF as LocalFAAPF,
     StochasticEnKF as StochasticEnKF,
     filter_scan as filter_scan,
 )

@@ -12,4 +12,5 @@ from .etkf import ETKF as ETKF
 from .fa_apf import FAAPF as FAAPF
 from .forecast import EnsembleForecast as EnsembleForecast
 from .letkf import LETKF as LETKF
+from .local_fa_apf import LocalFAAPF as LocalFAAPF
 from .run import FilterOutput as FilterOutput, filter_scan as filter_scan
