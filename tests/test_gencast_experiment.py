@@ -227,3 +227,21 @@ def test_reference_preset_settings():
         GenCastExperiment(**base, observations="files", obs_networks=("mask.npy",))
     with pytest.raises(ValueError, match="need observations 'files'"):
         GenCastExperiment(**base, obs_networks=("mask.npy:2m_temperature",))
+
+
+@pytest.mark.parametrize("store", ["netcdf", "zarr"])
+def test_truth_is_read_lazily(files, store):
+    path = files / "era5.nc"
+    if store == "zarr":
+        pytest.importorskip("zarr")
+        path = files / "era5.zarr"
+        if not path.exists():
+            xr.load_dataset(files / "era5.nc").to_zarr(path)
+    cfg = GenCastExperiment(checkpoint=str(files / "tiny.npz"), stats=str(files / "stats"), truth=str(path))
+    emulator, _, _, ds, history = experiment.setup(cfg)
+    # Nothing of the trajectory is in memory after the set-up (only the 2 history times were read) ...
+    assert not any(ds[v].variable._in_memory for v in ds.data_vars if "time" in ds[v].dims)
+    eager = emulator.states(xr.load_dataset(files / "era5.nc"))
+    np.testing.assert_array_equal(history, eager[:2])
+    # ... and the truth states, read one time at a time, are those of the whole file.
+    np.testing.assert_array_equal(np.stack(list(experiment.truth_states(emulator, ds))), eager[2:])

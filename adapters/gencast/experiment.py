@@ -3,8 +3,9 @@
 Given a GenCast checkpoint, its statistics and an ERA5-layout truth (NetCDF or Zarr, 12 h
 steps), the job
 
-1. reads the truth states ``x[0..T]`` (the first two are the initial history, given to every
-   particle: GenCast ensembles start from one analysis);
+1. reads the truth states ``x[0..T]`` lazily, one time at a time, from NetCDF or Zarr (the
+   first two are the initial history, given to every particle: GenCast ensembles start from
+   one analysis);
 2. draws observations of the truth at each later time: by default 2 m temperature and
    temperature on all levels at every 4th grid point, noise 0.1 in normalised units;
 3. runs the FA-APF (Dirac weights at the predictive mean, ESS-band tempering, MMPS-guided
@@ -196,7 +197,11 @@ def open_truth(path: str) -> xr.Dataset:
 
 
 def setup(cfg: GenCastExperiment):
-    """``(emulator, sampler config, stats, truth dataset, truth states, target times)``."""
+    """``(emulator, sampler config, stats, truth dataset (lazy), initial history (2, d))``.
+
+    The truth is opened lazily (NetCDF or Zarr); only the two times of the initial history
+    are read here (they also give the emulator its static fields and the SST land mask).
+    """
     ckpt = load_checkpoint(cfg.checkpoint)
     stats = Statistics.from_dir(cfg.stats)
     ds = prepare_dataset(open_truth(cfg.truth), ckpt.task_config.pressure_levels)
@@ -218,10 +223,18 @@ def setup(cfg: GenCastExperiment):
     cycles = n_avail if cfg.cycles is None else cfg.cycles
     if cycles > n_avail:
         raise ValueError(f"cycles = {cycles} needs {cycles + 2} times; the truth has {ds.sizes['time']}.")
-    ds = ds.isel(time=slice(0, cycles + 2)).load()
-    emulator = GenCastEmulator.from_checkpoint(ckpt, stats, ds, noise=cfg.noise, attention=cfg.attention)
-    states = emulator.states(ds)
-    return emulator, ckpt.sampler_config, stats, ds, states
+    ds = ds.isel(time=slice(0, cycles + 2))  # still lazy: read one time at a time (truth_states)
+    initial = ds.isel(time=slice(0, 2)).load()  # the initial history: 2 times
+    emulator = GenCastEmulator.from_checkpoint(ckpt, stats, initial, noise=cfg.noise, attention=cfg.attention)
+    history = emulator.states(initial)
+    return emulator, ckpt.sampler_config, stats, ds, history
+
+
+def truth_states(emulator: GenCastEmulator, ds: xr.Dataset, start: int = 2):
+    """The flat truth state ``(d,)`` of each time of `ds` from `start`, reading one time at a
+    time from the (lazily opened) file or store: the trajectory is never loaded whole."""
+    for k in range(start, ds.sizes["time"]):
+        yield emulator.states(ds.isel(time=[k]))[0]
 
 
 def tile_blocks(layout: ax.StateLayout, tile: tuple[int, int]) -> Int[np.ndarray, " d"]:
@@ -422,16 +435,21 @@ def fields(emulator: GenCastEmulator) -> list[tuple[str, int | None]]:
 
 def run(cfg: GenCastExperiment, output: str | Path | None = None, progress: bool = True) -> xr.Dataset:
     """Run the experiment; with `output`, write NetCDF, figures and a summary there."""
-    emulator, sampler_config, stats, ds, states = setup(cfg)
+    emulator, sampler_config, stats, ds, history = setup(cfg)
     observation, obs_fields, filters = build(cfg, emulator, sampler_config, stats)
     target_times = ds["time"].values[2:]
-    truth = states[2:]
     forcings = emulator.forcings(target_times, ds)
     k_obs, k_filter = jax.random.split(jax.random.key(cfg.seed))
-    obs_fn = jax.jit(jax.vmap(observation.sample))
-    observations = np.array(obs_fn(jax.random.split(k_obs, truth.shape[0]), jnp.asarray(truth)))
+    # One cycle's truth at a time: its state for the scores (T x d float32 on the host), its observations.
+    obs_keys = jax.random.split(k_obs, target_times.size)
+    sample = eqx.filter_jit(lambda model, key, x: model.sample(key, x))
+    truth = np.empty((target_times.size, emulator.layout.size), np.float32)
+    observations = np.empty((target_times.size, observation.operator.obs_size), np.float32)
+    for i, x in enumerate(truth_states(emulator, ds)):
+        truth[i] = x
+        observations[i] = np.asarray(sample(observation, obs_keys[i], jnp.asarray(x)))
     observations[:, missing_over_land(observation, np.asarray(emulator.filled))] = np.nan
-    ensemble = np.broadcast_to(states[:2], (cfg.particles,) + states[:2].shape)
+    ensemble = np.broadcast_to(history, (cfg.particles,) + history.shape)
     out_dir = None if output is None else Path(output)
     if out_dir is not None:
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
