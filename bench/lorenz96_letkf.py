@@ -43,6 +43,10 @@ CONFIGS = {
     "enkf 1.02": ("enkf", 1.02),
     "letkf-emulator": ("letkf-emulator", 1.0),
     "enkf-emulator 1.02": ("enkf-emulator", 1.02),
+    "fa-apf-local-oracle": ("fa-apf-local-oracle", 1.0),
+    "fa-apf-local": ("fa-apf-local", 1.0),
+    "fa-apf-block-oracle": ("fa-apf-block-oracle", 1.0),
+    "fa-apf-block": ("fa-apf-block", 1.0),
 }
 
 
@@ -121,7 +125,7 @@ def main():
             truth = np.load(path)["xx"][1:]
             for name in args.filters:
                 job, inflation = CONFIGS[name]
-                if job.endswith("emulator") and q != 0.3:
+                if (job.endswith("emulator") or job in ("fa-apf-local", "fa-apf-block")) and q != 0.3:
                     continue
                 cfg = TwinExperiment.from_truth(
                     str(path), particles=args.particles, spinup=args.burn, filters=(job,), seed=seed,

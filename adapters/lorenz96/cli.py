@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--emulator", default=None, help="path of other trained weights (.eqx with its .json)")
     p.add_argument("--inflation", type=float, default=d.inflation, help="multiplicative inflation of the EnKF, ETKF and LETKF forecast anomalies")
     p.add_argument("--localisation-radius", type=float, default=d.localisation_radius, help="LETKF Gaspari-Cohn length scale in grid points (DAPPER's loc_rad; half-width sqrt(10/3) times it)")
+    p.add_argument("--local-radius", type=float, default=d.local_radius, help="Gaspari-Cohn length scale of the localised FA-APF filters, in grid points")
     p.add_argument(
         "--truth",
         default=None,
@@ -81,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
             emulator_path=args.emulator,
             inflation=args.inflation,
             localisation_radius=args.localisation_radius,
+            local_radius=args.local_radius,
         )
         if args.truth is not None:
             cfg = TwinExperiment.from_truth(args.truth, **options)

@@ -10,6 +10,10 @@ set of filters run from the same perturbed start on the same observations:
 - ``fa-apf-block``, ``fa-apf-block-oracle``: the block (localised) FA-APF with the shipped
   and the exact emulator: first-stage weights, tempering and resampling per block of
   `block_size` consecutive components, with the observations of that block only;
+- ``fa-apf-local``, ``fa-apf-local-oracle``: the localised FA-APF (shipped and exact
+  emulator): first-stage weights per component from the observations around it, tapered
+  by Gaspari-Cohn of length scale `local_radius`, with Gaussian-predictive variance
+  ``q^2``, tempering per component and coupled resampling;
 - ``optimal-pf``: the optimal-proposal particle filter (oracle emulator, exact
   Gaussian-predictive weights, no tempering, exact MMPS proposal);
 - ``bootstrap``: the bootstrap PF with the shipped emulator;
@@ -40,6 +44,8 @@ FILTERS = (
     "fa-apf-block",
     "fa-apf-oracle",
     "fa-apf-block-oracle",
+    "fa-apf-local",
+    "fa-apf-local-oracle",
     "optimal-pf",
     "bootstrap",
     "enkf",
@@ -49,7 +55,7 @@ FILTERS = (
     "letkf-emulator",
     "forecast",
 )
-TRAINED = ("fa-apf", "fa-apf-block", "bootstrap", "forecast", "enkf-emulator", "letkf-emulator")
+TRAINED = ("fa-apf", "fa-apf-block", "fa-apf-local", "bootstrap", "forecast", "enkf-emulator", "letkf-emulator")
 SOLVERS = ax.SOLVER_NAMES
 
 
@@ -77,6 +83,7 @@ class TwinExperiment:
     emulator_path: str | None = None
     inflation: float = 1.0
     localisation_radius: float = 4.0
+    local_radius: float = 3.0
     obs_indices: tuple[int, ...] | None = None
     truth_path: str | None = None
 
@@ -113,6 +120,8 @@ class TwinExperiment:
             problems.append(f"block_size must be in [1, {self.dim}], got {self.block_size}")
         if not self.inflation > 0:
             problems.append(f"inflation must be positive, got {self.inflation}")
+        if not self.local_radius > 0:
+            problems.append(f"local_radius must be positive, got {self.local_radius}")
         if not self.localisation_radius > 0:
             problems.append(f"localisation_radius must be positive, got {self.localisation_radius}")
         if self.obs_indices is not None and (
@@ -204,6 +213,12 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
         observation.operator,
         ax.GaspariCohn.from_length_scale(cfg.localisation_radius),
     )
+    local = ax.DistanceLocalisation.from_operator(
+        ax.Periodic1D(cfg.dim),
+        np.arange(cfg.dim),
+        observation.operator,
+        ax.GaspariCohn.from_length_scale(cfg.local_radius),
+    )
     filters: dict[str, ax.AbstractFilter] = {}
     if cfg.uses_trained_emulator():
         emulator = load_emulator(cfg.emulator_path)  # clear errors for missing or bad files
@@ -227,6 +242,16 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
                 blocks,
                 guidance,
                 tempering=tempering,
+            )
+        elif name in ("fa-apf-local", "fa-apf-local-oracle"):
+            filters[name] = ax.LocalFAAPF(
+                emulator if name == "fa-apf-local" else oracle,
+                observation,
+                sampler,
+                local,
+                guidance,
+                tempering=tempering,
+                predictive_variance=cfg.q**2,
             )
         elif name == "optimal-pf":
             # With Q = q^2 I and a selection, A J A^T is a multiple of I: one CG step is exact.
