@@ -19,6 +19,7 @@ In place so far (see ``README.md`` in this folder for the plan):
 - [`sampler`][assimilax_adapters.gencast.sampler]: GenCast's sampler and spherical noise.
 - [`emulator`][assimilax_adapters.gencast.emulator]: [`GenCastEmulator`][], the core emulator.
 - [`observations`][assimilax_adapters.gencast.observations]: lat-lon observation operators.
+- [`networks`][assimilax_adapters.gencast.networks]: the reference experiment's observation networks and the user's files.
 - [`experiment`][assimilax_adapters.gencast.experiment]: the reference experiment (`assimilax gencast`).
 - [`testing`][assimilax_adapters.gencast.testing]: tiny configurations and synthetic data for tests.
 """
@@ -29,6 +30,7 @@ from . import (
     data as data,
     denoiser as denoiser,
     emulator as emulator,
+    networks as networks,
     normalization as normalization,
     observations as observations,
     sampler as sampler,
