@@ -4,6 +4,8 @@ import argparse
 import sys
 import time
 
+from assimilax.run_options import add_run_options, layout_from_args
+
 from .experiment import FILTERS, KEEP, MMPS_SOLVERS, OBSERVATIONS, PRESET_SETTINGS, SOLVERS, GenCastExperiment
 
 
@@ -69,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "their mean and variance (2 states; for 0.25 degrees or large N)")
     p.add_argument("--output", "-o", default="outputs/gencast", help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_run_options(p)
     p.set_defaults(func=main)
 
 
@@ -106,8 +109,11 @@ def main(args: argparse.Namespace) -> int:
             observations=args.observations, obs_dir=args.obs_dir, obs_networks=tuple(args.obs_network),
             regrid_observations=args.regrid_observations,
         ))
+        layout = layout_from_args(args)
         start = time.perf_counter()
-        ds = experiment.run(cfg, args.output, progress=not args.no_progress)
+        ds = experiment.run(
+            cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"assimilax gencast: error: {e}", file=sys.stderr)
         return 2

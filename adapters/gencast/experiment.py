@@ -433,8 +433,21 @@ def fields(emulator: GenCastEmulator) -> list[tuple[str, int | None]]:
     return [f for name in emulator.layout.names for f in all_levels(emulator.layout, name)]
 
 
-def run(cfg: GenCastExperiment, output: str | Path | None = None, progress: bool = True) -> xr.Dataset:
-    """Run the experiment; with `output`, write NetCDF, figures and a summary there."""
+def run(
+    cfg: GenCastExperiment,
+    output: str | Path | None = None,
+    progress: bool = True,
+    *,
+    layout: ax.sharding.ParticleLayout | None = None,
+    restart: bool = False,
+) -> xr.Dataset:
+    """Run the experiment; with `output`, write NetCDF, figures and a summary there.
+
+    `layout` splits the particles over devices and chunks the denoiser work (results equal
+    to floating-point rounding); `restart` ignores checkpoints of another run.
+    """
+    layout = ax.sharding.ParticleLayout() if layout is None else layout
+    layout.check_particles(cfg.particles)
     emulator, sampler_config, stats, ds, history = setup(cfg)
     observation, obs_fields, filters = build(cfg, emulator, sampler_config, stats)
     target_times = ds["time"].values[2:]
@@ -459,8 +472,9 @@ def run(cfg: GenCastExperiment, output: str | Path | None = None, progress: bool
         ckpt = None if out_dir is None else out_dir / "checkpoints" / f"{name}.npz"
         _, res = ax.assimilate(
             filt, filt.init(ensemble), observations, k_filter, jax.tree.map(jnp.asarray, forcings),
-            checkpoint=ckpt, progress=progress, description=f"{name:>9}",
-            on_cycle=lambda t, d, s, times=times: times.append(s), keep=cfg.keep,
+            checkpoint=ckpt, checkpoint_mismatch="restart" if restart else "error",
+            progress=progress, description=f"{name:>9}",
+            on_cycle=lambda t, d, s, times=times: times.append(s), keep=cfg.keep, layout=layout,
         )
         results[name], seconds[name] = res, times
     result = _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_fields, target_times)
