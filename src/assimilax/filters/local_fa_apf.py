@@ -21,10 +21,10 @@ observation time ``k+1``:
    given all of ``y`` (the FA-APF's proposal), which is what smooths the seams: the guided
    diffusion draw is a sample of the whole next state given the glued history.
 
-As the radius grows (or with [`assimilax.NoTaper`][]) every component has the global
+As the radius grows (or with [`assimilax.NoTaper`][assimilax.geometry.NoTaper]) every component has the global
 weights, the same ``alpha`` and the same ancestors, and the filter is
-[`assimilax.FAAPF`][] with [`assimilax.DiracWeights`][] exactly.  Unlike
-[`assimilax.BlockFAAPF`][], no component is left without observations: the weights vary
+[`assimilax.FAAPF`][assimilax.filters.fa_apf.FAAPF] with [`assimilax.DiracWeights`][assimilax.weighting.DiracWeights] exactly.  Unlike
+[`assimilax.BlockFAAPF`][assimilax.filters.block_fa_apf.BlockFAAPF], no component is left without observations: the weights vary
 smoothly in space, so neighbouring components share ancestors.
 """
 
@@ -84,9 +84,9 @@ class LocalFAAPF(AbstractFilter):
     **Arguments:**
 
     - `emulator`, `observation`, `sampler`, `guidance`, `tempering`, `resampler`: as for
-      [`assimilax.FAAPF`][] (the noise must be a [`assimilax.DiagonalGaussianNoise`][]:
+      [`assimilax.FAAPF`][assimilax.filters.fa_apf.FAAPF] (the noise must be a [`assimilax.DiagonalGaussianNoise`][assimilax.observations.DiagonalGaussianNoise]:
       the weights are sums over observations).
-    - `localisation`: a [`assimilax.DistanceLocalisation`][] (state and observation
+    - `localisation`: a [`assimilax.DistanceLocalisation`][assimilax.geometry.DistanceLocalisation] (state and observation
       coordinates, geometry and taper), e.g. the LETKF's.
     - `predictive_variance`: ``v``, added to every ``r_j`` in the first-stage weights:
       0 is the Dirac rule; the variance of ``A(x[k+1])_j`` under the transition (``q^2``
