@@ -34,6 +34,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="call jax.distributed.initialize() first (one process per host; SLURM and Open MPI are detected)",
     )
     group.add_argument(
+        "--coordinator", default=None, metavar="HOST:PORT",
+        help="with --distributed outside SLURM/Open MPI: the address of process 0",
+    )
+    group.add_argument("--num-processes", type=int, default=None, metavar="P", help="with --coordinator: the number of processes")
+    group.add_argument("--process-id", type=int, default=None, metavar="I", help="with --coordinator: this process's index, 0 to P-1")
+    group.add_argument(
         "--restart", action="store_true",
         help="ignore checkpoints of another run in the output folder and start afresh",
     )
@@ -45,8 +51,13 @@ def layout_from_args(args: argparse.Namespace) -> ParticleLayout:
         raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}.")
     if args.devices is not None and args.devices < 1:
         raise ValueError(f"--devices must be a positive integer, got {args.devices}.")
-    if args.distributed:
-        jax.distributed.initialize()
+    manual = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in manual) and not all(v is not None for v in manual):
+        raise ValueError("--coordinator, --num-processes and --process-id go together: give all three or none.")
+    if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}.")
+    if args.distributed or args.coordinator is not None:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     if args.compile_cache is not None:
         enable_compile_cache(args.compile_cache)
     return particle_layout(args.devices, args.chunk_size)
