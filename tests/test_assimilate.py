@@ -3,6 +3,7 @@
 import inspect
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -139,3 +140,75 @@ def test_bad_keep_raises():
     # ... and under it, the Literal annotation rejects it first (a TypeError naming `keep`).
     with pytest.raises((TypeError, ValueError), match="keep"):
         ax.assimilate(filt, state, ys, jax.random.key(1), progress=False, keep="particles")
+
+
+def test_checkpoint_of_another_filter_is_refused_naming_it(tmp_path):
+    """Same observations, ensemble and key, but another sampler: the old output is not reused."""
+    filt, state, ys = _setup()
+    path = tmp_path / "run.npz"
+    ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=path, progress=False)
+    other = ax.FAAPF(filt.emulator, filt.observation, ax.Sampler(n_levels=4))
+    with pytest.raises(ValueError, match=r"different run: its filter differ.*restart"):
+        ax.assimilate(other, state, ys, jax.random.key(1), checkpoint=path, progress=False)
+    moved = filt.init(np.asarray(state.particles)[:, 0] + 1.0)  # same shape, other values
+    with pytest.raises(ValueError, match="its initial ensemble differ"):
+        ax.assimilate(filt, moved, ys, jax.random.key(1), checkpoint=path, progress=False)
+    # Starting afresh recomputes and overwrites; resuming anyway keeps the old cycles.
+    _, fresh = ax.assimilate(other, state, ys, jax.random.key(1), checkpoint=path, progress=False,
+                             checkpoint_mismatch="restart")
+    _, direct = ax.assimilate(other, state, ys, jax.random.key(1), progress=False)
+    np.testing.assert_array_equal(fresh.particles, direct.particles)
+
+
+def test_nan_in_the_last_cycle_raises_and_is_not_checkpointed(tmp_path):
+    """A model that doubles the state and emits NaN above 10: from 1, the states are about
+    2, 4, 8 and then NaN at the last of 4 cycles.  The run stops naming that cycle, and the
+    checkpoint holds the 3 finite cycles before it."""
+    d = 2
+    observation = ax.ObservationModel(ax.Selection.every(1, d), ax.DiagonalGaussianNoise(1.0, d))
+    emulator = ax.GaussianTransitionEmulator(lambda x: jnp.where(jnp.abs(x) < 10, 2 * x, jnp.nan), 1e-4 * np.eye(d))
+    filt = ax.EnsembleForecast(emulator, ax.Sampler(n_levels=4), observation)
+    state = filt.init(np.ones((8, d), np.float32))
+    path = tmp_path / "run.npz"
+    with pytest.raises(FloatingPointError, match="EnsembleForecast: the analysis of cycle 3 .* holds the 3 cycles before it"):
+        ax.assimilate(filt, state, np.zeros((4, d), np.float32), jax.random.key(0), checkpoint=path,
+                      checkpoint_every=1, progress=False)
+    with np.load(path) as saved:
+        assert int(saved["done"]) == 3 and np.all(np.isfinite(saved["state_particles"]))
+
+
+def test_checkpoint_problems_are_found_before_any_cycle(tmp_path):
+    filt, state, ys = _setup()
+    with pytest.raises(ValueError, match="does not exist"):
+        ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=tmp_path / "no" / "run.npz", progress=False)
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive integer, got 0"):
+        ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=tmp_path / "r.npz", checkpoint_every=0,
+                      progress=False)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match="cannot be read.*truncated or not a checkpoint"):
+        ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=truncated, progress=False)
+    stale = tmp_path / "r.npz.tmp"
+    stale.write_bytes(b"left by a killed run")
+    ax.assimilate(filt, state, ys[:1], jax.random.key(1), checkpoint=tmp_path / "r.npz", progress=False)
+    assert not stale.exists() and (tmp_path / "r.npz").exists()
+
+
+def test_forcings_shorter_than_the_observations_are_refused():
+    filt, state, ys = _setup()
+    with pytest.raises(ValueError, match="forcings cover 2 cycles, the observations 6"):
+        ax.assimilate(filt, state, ys, jax.random.key(1), np.zeros((2, 3)), progress=False)
+
+
+def test_the_step_compiles_once_across_calls():
+    """A second run of the same filter structure (another key, other observations) reuses
+    the compiled step: equinox's cache of the module-level step has one entry for it."""
+    from assimilax.assimilate import _step
+
+    filt, state, ys = _setup()
+    ax.assimilate(filt, state, ys[:2], jax.random.key(1), progress=False)
+    before = _step._cached._cache_size()
+    ax.assimilate(filt, state, ys[2:], jax.random.key(2), progress=False)
+    other_values = ax.FAAPF(ax.LinearGaussianEmulator(0.8 * np.eye(4), 0.2 * np.eye(4)), filt.observation, filt.sampler)
+    ax.assimilate(other_values, state, ys[:2], jax.random.key(3), progress=False)
+    assert _step._cached._cache_size() == before

@@ -205,3 +205,13 @@ def test_nan_particles_raise_inside_jit():
     filt = ax.BootstrapPF(em, _observation(), _sampler())
     with pytest.raises(eqx.EquinoxRuntimeError, match="log-weights contain NaN"):
         ax.filter_scan(filt, _state(filt), np.zeros((2, P_OBS)), jax.random.key(0))
+
+
+def test_impossible_observation_stops_assimilate_naming_the_cycle():
+    """The same degenerate weights under `assimilate`: the compiled step returns NaN (no host
+    callback, so the persistent cache can keep it) and the host loop stops at that cycle."""
+    filt = _filters()["BootstrapPF"]
+    y = np.zeros((3, P_OBS), np.float32)
+    y[1] = 1e25
+    with pytest.raises(FloatingPointError, match="BootstrapPF: the analysis of cycle 1 .*impossible"):
+        ax.assimilate(filt, _state(filt), y, jax.random.key(0), progress=False)

@@ -33,7 +33,7 @@ from . import metrics
 from ._version import __version__
 from .filters.base import AbstractFilter, Diagnostics, FilterState, check_observations
 from .filters.run import FilterOutput, cycle_key
-from .resampling import normalise
+from .resampling import normalise, weight_errors_as_nan
 from .sharding import ParticleLayout, enable_compile_cache, to_host
 
 _DIAGNOSTICS = ("ess", "alpha", "log_likelihood")
@@ -194,8 +194,12 @@ def _check_checkpoint_path(path: Path, every: int) -> None:
 
 @eqx.filter_jit
 def _step(filt, state, y, key, forcing, keep, layout):
-    """One cycle, compiled once per (filter structure, shapes, `keep`, layout)."""
-    with layout.active():
+    """One cycle, compiled once per (filter structure, shapes, `keep`, layout).
+
+    Degenerate weights come back as NaN (the host loop reports them with the cycle), so the
+    executable has no host callback and JAX's persistent cache can keep it.
+    """
+    with layout.active(), weight_errors_as_nan():
         state, diag = filt.step(state, y, cycle_key(key, state.cycle), forcing)
         state = FilterState(
             layout.constrain(state.particles, sharded=True),
@@ -315,7 +319,8 @@ def assimilate(
             bar.close()
             raise FloatingPointError(
                 f"{type(filt).__name__}: the analysis of cycle {t} (observation {t}) holds "
-                "NaN or inf (particles, weights or diagnostics)"
+                "NaN or inf (particles, weights or diagnostics: a NaN particle or likelihood, or "
+                "an observation impossible under every particle)"
                 + (f"; {path} holds the {_done_in(path)} cycles before it" if path else "")
                 + "."
             )

@@ -7,6 +7,9 @@ systematic resampling is the default (lowest variance in practice, one uniform d
 """
 
 import abc
+import contextlib
+import contextvars
+from collections.abc import Iterator
 
 import equinox as eqx
 import jax
@@ -25,18 +28,43 @@ def effective_sample_size(log_weights: Float[Array, " n"]) -> Scalar:
     return jnp.exp(-jax.nn.logsumexp(2 * lw))
 
 
+_ON_ERROR: contextvars.ContextVar[str] = contextvars.ContextVar("assimilax_on_error", default="default")
+
+
+@contextlib.contextmanager
+def weight_errors_as_nan() -> Iterator[None]:
+    """While tracing: degenerate weights become NaN instead of raising from compiled code.
+
+    For a run layer that checks every cycle's outputs on the host
+    ([`assimilax.assimilate`][assimilax.assimilate.assimilate] does, naming the cycle).
+    Compiled code without the runtime-error callback can also be kept in JAX's persistent
+    compilation cache, which stores no executable with host callbacks.
+    """
+    token = _ON_ERROR.set("nan")
+    try:
+        yield
+    finally:
+        _ON_ERROR.reset(token)
+
+
 def check_weights(log_weights: Float[Array, " n"]) -> Float[Array, " n"]:
-    """Raise (inside jit) if the weights are degenerate: NaN, or all ``-inf``."""
+    """Raise (inside jit) if the weights are degenerate: NaN, or all ``-inf``.
+
+    Under [`weight_errors_as_nan`][] the weights become NaN instead.
+    """
+    on_error = _ON_ERROR.get()
     log_weights = eqx.error_if(
         log_weights,
         jnp.any(jnp.isnan(log_weights)),
         "particle log-weights contain NaN (a particle or the likelihood is NaN)",
+        on_error=on_error,
     )
     return eqx.error_if(
         log_weights,
         ~jnp.any(jnp.isfinite(log_weights)),
         "all particle weights are zero (every log-weight is -inf): the observation is "
         "impossible under every particle; check the observation noise and operator",
+        on_error=on_error,
     )
 
 
