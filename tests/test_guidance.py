@@ -25,6 +25,7 @@ computed exactly per eigen-direction of ``P_y``.
 """
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
@@ -334,3 +335,21 @@ def test_guidance_below_level_skips_guidance_above():
     assert counts == {"above": 10, "below": 13}
     assert sampler.calls(5.0, jnp.float64) == ax.DenoiserCalls(above=10, below=13)
     assert sum(sampler.calls(5.0)) == sampler.denoiser_calls() == 23
+
+
+def test_guidance_below_level_with_a_traced_schedule():
+    """A schedule traced by `jax.jit` (levels unknown when tracing) runs the switch at every
+    evaluation instead of the static split: the same samples."""
+    m, P, H, R, y = _problem()
+    operator, noise = ax.MatrixOperator(H), ax.DenseGaussianNoise(R)
+    den = ax.GaussianDenoiser(P)
+    prior = lambda x, s: den(x, s, jnp.asarray(m))
+    split = ax.posterior_denoiser(
+        ax.GuidanceBelowLevel(ax.MMPS(iterations=2), 5.0), prior, jnp.asarray(y), operator, noise
+    )
+    sampler = ax.Sampler(ax.EDMSchedule(2e-3, 80.0, 7.0), 6, diffrax.Euler(), ax.LangevinCorrector(1, 0.1))
+    draw = lambda smp, k: smp.sample(k, split, lambda kk: jax.random.normal(kk, (D,)))
+    key = jax.random.key(5)
+    static = eqx.filter_jit(draw)(sampler, key)  # float fields stay static: the split
+    traced = jax.jit(draw)(sampler, key)  # float fields become tracers: no split
+    np.testing.assert_allclose(np.asarray(traced), np.asarray(static), rtol=1e-10, atol=1e-12)

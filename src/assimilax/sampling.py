@@ -21,15 +21,15 @@ directly (diffrax's `diffeqsolve` has no hook for the stochastic moves between s
 It can be unrolled (``Sampler(unroll=True)``), but rolled is the default: it compiles in
 seconds where an unrolled loop of a network over tens of levels takes minutes, and it runs
 as fast, provided the network's convolutions are channel-last: XLA:CPU runs channel-first
-convolutions (`eqx.nn.Conv1d`, `Conv2d`) inside a loop body as naive loop nests, 8-10x
+convolutions (`eqx.nn.Conv1d`, `Conv2d`) inside a loop body as naive loop nests, 6-10x
 slower than unrolled (jax-ml/jax#12868; see the performance page of the docs).
 
 A denoiser that is one function above a noise level and another below it
 ([`SwitchedDenoiser`][], what [`assimilax.GuidanceBelowLevel`][assimilax.guidance.GuidanceBelowLevel] builds: the prior above,
 the guided posterior below) is split statically: the levels are known when the sampler is
 traced, so the steps whose evaluations all lie above the switch run the first function only,
-those all below it the second only, and a step straddling it evaluates both and selects per
-evaluation, as `SwitchedDenoiser.__call__` does.
+those all below it the second only, and a step straddling it picks one per evaluation with
+`SwitchedDenoiser.__call__` (a `jax.lax.cond`).
 """
 
 from collections.abc import Callable
@@ -68,7 +68,7 @@ class SwitchedDenoiser(eqx.Module):
 
 class DenoiserCalls(NamedTuple):
     """Denoiser evaluations per sample: `above` and `below` count the evaluations of each
-    function of a [`SwitchedDenoiser`][] (a step straddling its level counts in both)."""
+    function of a [`SwitchedDenoiser`][], each evaluation counted for the one it calls."""
 
     above: int
     below: int
