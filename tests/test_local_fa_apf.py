@@ -67,26 +67,11 @@ def _global_log_g(local, state, y):
     return jax.vmap(lambda m: observation_log_likelihoods(local.observation, y, m).sum())(mu)
 
 
-def test_mixing_matches_the_weighted_moments():
-    from assimilax.filters.local_fa_apf import merge
-
-    rng = np.random.default_rng(0)
-    prior = rng.normal(size=(500, 1, 3))
-    resampled = prior[rng.integers(0, 500, 500)]
-    log_w = np.log(rng.uniform(size=(3, 500)))
-    log_w -= np.log(np.exp(log_w).sum(1, keepdims=True))
-    out = np.asarray(merge(*(jnp.asarray(a, jnp.float32) for a in (prior, resampled, log_w)), 0.5))
-    w = np.exp(log_w)
-    mean = np.einsum("dn,nmd->md", w, prior)
-    var = np.einsum("dn,nmd->md", w, (prior - mean) ** 2)
-    np.testing.assert_allclose(((out - mean) ** 2).sum(0) / 499, var, rtol=1e-5)
-
-
 def test_bad_local_fa_apf_configuration_is_named():
     emulator, observation, sampler, _, _ = _setup()
     dense = ax.ObservationModel(observation.operator, ax.DenseGaussianNoise(np.eye(D // 2)))
     loc = ax.DistanceLocalisation.from_operator(ax.Periodic1D(D), np.arange(D), observation.operator, ax.NoTaper())
     with pytest.raises(ValueError, match="DiagonalGaussianNoise"):
         ax.LocalFAAPF(emulator, dense, sampler, loc)
-    with pytest.raises(ValueError, match="mixing"):
-        ax.LocalFAAPF(emulator, observation, sampler, loc, mixing=-1.0)
+    with pytest.raises(ValueError, match="inflation"):
+        ax.LocalFAAPF(emulator, observation, sampler, loc, inflation=0.0)

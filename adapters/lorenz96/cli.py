@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--inflation", type=float, default=d.inflation, help="multiplicative inflation of the EnKF, ETKF and LETKF forecast anomalies")
     p.add_argument("--localisation-radius", type=float, default=d.localisation_radius, help="LETKF Gaspari-Cohn length scale in grid points (DAPPER's loc_rad; half-width sqrt(10/3) times it)")
     p.add_argument("--local-radius", type=float, default=d.local_radius, help="Gaspari-Cohn length scale of the localised FA-APF filters, in grid points")
+    p.add_argument("--local-inflation", type=float, default=d.local_inflation, help="inflation of the resampled histories of the localised FA-APF filters")
+    p.add_argument("--local-ess-band", type=float, nargs=2, default=list(d.local_ess_band), metavar=("LOW", "HIGH"), help="tempering ESS band of the localised FA-APF filters, fractions of N")
     p.add_argument(
         "--truth",
         default=None,
@@ -83,6 +85,8 @@ def main(args: argparse.Namespace) -> int:
             inflation=args.inflation,
             localisation_radius=args.localisation_radius,
             local_radius=args.local_radius,
+            local_inflation=args.local_inflation,
+            local_ess_band=tuple(args.local_ess_band),
         )
         if args.truth is not None:
             cfg = TwinExperiment.from_truth(args.truth, **options)

@@ -13,7 +13,8 @@ set of filters run from the same perturbed start on the same observations:
 - ``fa-apf-local``, ``fa-apf-local-oracle``: the localised FA-APF (shipped and exact
   emulator): first-stage weights per component from the observations around it, tapered
   by Gaspari-Cohn of length scale `local_radius`, with Gaussian-predictive variance
-  ``q^2``, tempering per component and coupled resampling;
+  ``q^2``, tempering per component to `local_ess_band`, coupled resampling and an
+  inflation `local_inflation` of the resampled histories;
 - ``optimal-pf``: the optimal-proposal particle filter (oracle emulator, exact
   Gaussian-predictive weights, no tempering, exact MMPS proposal);
 - ``bootstrap``: the bootstrap PF with the shipped emulator;
@@ -83,7 +84,9 @@ class TwinExperiment:
     emulator_path: str | None = None
     inflation: float = 1.0
     localisation_radius: float = 4.0
-    local_radius: float = 3.0
+    local_radius: float = 2.0
+    local_inflation: float = 1.04
+    local_ess_band: tuple[float, float] = (0.1, 0.15)
     obs_indices: tuple[int, ...] | None = None
     truth_path: str | None = None
 
@@ -120,6 +123,10 @@ class TwinExperiment:
             problems.append(f"block_size must be in [1, {self.dim}], got {self.block_size}")
         if not self.inflation > 0:
             problems.append(f"inflation must be positive, got {self.inflation}")
+        if not self.local_inflation > 0:
+            problems.append(f"local_inflation must be positive, got {self.local_inflation}")
+        if not 0 < self.local_ess_band[0] <= self.local_ess_band[1] <= 1:
+            problems.append(f"local_ess_band must satisfy 0 < low <= high <= 1, got {self.local_ess_band}")
         if not self.local_radius > 0:
             problems.append(f"local_radius must be positive, got {self.local_radius}")
         if not self.localisation_radius > 0:
@@ -250,8 +257,9 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
                 sampler,
                 local,
                 guidance,
-                tempering=tempering,
+                tempering=ax.ESSBandTempering(*cfg.local_ess_band),
                 predictive_variance=cfg.q**2,
+                inflation=cfg.local_inflation,
             )
         elif name == "optimal-pf":
             # With Q = q^2 I and a selection, A J A^T is a multiple of I: one CG step is exact.

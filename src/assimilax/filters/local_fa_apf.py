@@ -17,12 +17,13 @@ observation time ``k+1``:
 3. resampling per component with the **same** random numbers at every component (coupled
    systematic resampling): where the weights of neighbouring components agree they pick the
    same ancestors, and the ancestors change only where the weights do;
-4. glued histories ``h~_i[:, l] = h_{a_{l,i}}[:, l]`` are propagated with the guided sampler
+4. glued histories ``h~_i[:, l] = h_{a_{l,i}}[:, l]``, their anomalies inflated by
+   `inflation` (against the impoverishment of resampling at low model noise), are propagated with the guided sampler
    given all of ``y`` (the FA-APF's proposal), which is what smooths the seams: the guided
    diffusion draw is a sample of the whole next state given the glued history.
 
 As the radius grows (or with [`assimilax.NoTaper`][assimilax.geometry.NoTaper]) every component has the global
-weights, the same ``alpha`` and the same ancestors, and the filter is
+weights, the same ``alpha`` and the same ancestors, and the filter (with ``inflation = 1``) is
 [`assimilax.FAAPF`][assimilax.filters.fa_apf.FAAPF] with [`assimilax.DiracWeights`][assimilax.weighting.DiracWeights] exactly.  Unlike
 [`assimilax.BlockFAAPF`][assimilax.filters.block_fa_apf.BlockFAAPF], no component is left without observations: the weights vary
 smoothly in space, so neighbouring components share ancestors.
@@ -61,23 +62,6 @@ def observation_log_likelihoods(
     return jnp.where(mask, terms, 0.0)
 
 
-def merge(
-    prior: Float[Array, "n m d"],
-    resampled: Float[Array, "n m d"],
-    log_weights: Float[Array, "d n"],
-    mixing: float,
-) -> Float[Array, "n m d"]:
-    """Poterjoy's (2016) merge of resampled and prior particles, per component, matching
-    the weighted mean and variance: ``m + r1 (x~ - m) + c r1 (x - m)``."""
-    n = prior.shape[0]
-    w = jnp.exp(log_weights)  # (d, n)
-    mean = jnp.einsum("dn,nmd->md", w, prior)
-    var = jnp.einsum("dn,nmd->md", w, (prior - mean) ** 2)
-    mixed = (resampled - mean) + mixing * (prior - mean)
-    r1 = jnp.sqrt((n - 1) * var / jnp.maximum(jnp.sum(mixed**2, axis=0), jnp.finfo(prior.dtype).tiny))
-    return mean + r1 * mixed
-
-
 class LocalFAAPF(AbstractFilter):
     """FA-APF with tapered first-stage weights, tempering and coupled resampling per component.
 
@@ -91,6 +75,9 @@ class LocalFAAPF(AbstractFilter):
     - `predictive_variance`: ``v``, added to every ``r_j`` in the first-stage weights:
       0 is the Dirac rule; the variance of ``A(x[k+1])_j`` under the transition (``q^2``
       for a selection of ``N(M(x), q^2 I)``) is the Gaussian-predictive rule.
+    - `inflation`: ``gamma``, multiplies the anomalies of the glued histories about their
+      mean, ``h~_i <- mean + gamma (h~_i - mean)``, against the impoverishment of
+      resampling at low model noise (1 = none).
     - `batch_size`: components weighted at once (None = all, with `jax.vmap`).
 
     **Diagnostics:** `ess` and `alpha` of the worst component; `log_likelihood` is the
@@ -105,7 +92,7 @@ class LocalFAAPF(AbstractFilter):
     tempering: AbstractTempering = ESSBandTempering()
     resampler: AbstractResampler = Systematic()
     predictive_variance: float = 0.0
-    mixing: float = 0.0
+    inflation: float = 1.0
     batch_size: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
@@ -115,8 +102,8 @@ class LocalFAAPF(AbstractFilter):
                 f"{type(self.observation.noise).__name__}."
             )
         self.localisation.check(self.emulator.state_size, self.observation.obs_size)
-        if not self.mixing >= 0:
-            raise ValueError(f"LocalFAAPF: mixing must be >= 0, got {self.mixing}.")
+        if not self.inflation > 0:
+            raise ValueError(f"LocalFAAPF: inflation must be positive, got {self.inflation}.")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"LocalFAAPF: batch_size must be positive, got {self.batch_size}.")
 
@@ -160,11 +147,12 @@ class LocalFAAPF(AbstractFilter):
         key: PRNGKeyArray,
         forcing: PyTree = None,
     ) -> tuple[FilterState, Diagnostics]:
-        ancestors, first, diag = self.first_stage(state, y, key, forcing)
+        ancestors, _, diag = self.first_stage(state, y, key, forcing)
         k_prop = jax.random.split(key, 3)[2]
         d = state.particles.shape[-1]
         histories = glue_histories(state.particles, ancestors, jnp.arange(d))
-        if self.mixing > 0:
-            histories = merge(state.particles, histories, first, self.mixing)
+        if self.inflation != 1.0:
+            mean = histories.mean(axis=0)
+            histories = mean + self.inflation * (histories - mean)
         new = guided_proposals(self, k_prop, histories, y, forcing)
         return eqx.tree_at(lambda s: s.cycle, new, state.cycle + 1), diag
