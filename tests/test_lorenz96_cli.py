@@ -61,3 +61,25 @@ def test_cli_rejects_unknown_filter(capsys):
     with pytest.raises(SystemExit):
         main(["lorenz96", "--filters", "kalman"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_stale_checkpoint_of_another_configuration_is_refused(tmp_path, capsys):
+    """The audit's case: the same output folder, then ``--levels 8 --solver euler --ess-band
+    0.5 0.9``.  The second run must not reuse the first run's checkpoint: it is refused with
+    a message naming the filter, and ``--restart`` recomputes."""
+    out = str(tmp_path / "X")
+    first = ["lorenz96", "-n", "16", "-T", "6", "--spinup", "1", "--filters", "fa-apf", "--levels", "4",
+             "-o", out, "--no-progress"]
+    assert main(first) == 0
+    capsys.readouterr()
+    with xr.open_dataset(tmp_path / "X" / "lorenz96_twin.nc") as ds:
+        first_analysis = ds["analysis"].values
+    second = ["lorenz96", "-n", "16", "-T", "6", "--spinup", "1", "--filters", "fa-apf", "--levels", "8",
+              "--solver", "euler", "--ess-band", "0.5", "0.9", "-o", out, "--no-progress"]
+    assert main(second) == 2
+    err = capsys.readouterr().err
+    assert "belongs to a different run: its filter differ" in err and "--restart" in err
+    assert main(second + ["--restart"]) == 0
+    ds = xr.open_dataset(tmp_path / "X" / "lorenz96_twin.nc")
+    assert json.loads(ds.attrs["configuration"])["levels"] == 8
+    assert not np.allclose(ds["analysis"].values, first_analysis)  # recomputed, not the old data
