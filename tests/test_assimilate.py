@@ -161,12 +161,12 @@ def test_checkpoint_of_another_filter_is_refused_naming_it(tmp_path):
 
 
 def test_nan_in_the_last_cycle_raises_and_is_not_checkpointed(tmp_path):
-    """A model that doubles the state and emits NaN above 10: from 1, the states are about
+    """A model that doubles the state and emits NaN from 5 up: from 1, the states are about
     2, 4, 8 and then NaN at the last of 4 cycles.  The run stops naming that cycle, and the
     checkpoint holds the 3 finite cycles before it."""
     d = 2
     observation = ax.ObservationModel(ax.Selection.every(1, d), ax.DiagonalGaussianNoise(1.0, d))
-    emulator = ax.GaussianTransitionEmulator(lambda x: jnp.where(jnp.abs(x) < 10, 2 * x, jnp.nan), 1e-4 * np.eye(d))
+    emulator = ax.GaussianTransitionEmulator(lambda x: jnp.where(jnp.abs(x) < 5, 2 * x, jnp.nan), 1e-4 * np.eye(d))
     filt = ax.EnsembleForecast(emulator, ax.Sampler(n_levels=4), observation)
     state = filt.init(np.ones((8, d), np.float32))
     path = tmp_path / "run.npz"

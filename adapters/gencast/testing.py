@@ -222,7 +222,9 @@ def reference_data_dir():
     """The folder of the reference experiment's data, or ``None`` where it is absent.
 
     ``$ASSIMILAX_GENCAST_REFERENCE`` if set, else ``../shared/gencast-reference`` beside the
-    repository (where CI and the project's machines keep it; a user's install has none).  It
+    repository (where CI and the project's machines keep it; a user's install has none).  The
+    repository is the working directory (pytest runs there) or, for an editable install,
+    the one this file is in; a regular install lives in site-packages, far from it.  It
     holds ``stats/`` (GenCast's official statistics on 13 levels) and ``observations/`` (the
     observation networks of Savary, Rozet & Louppe, ICML 2026); it is never copied into the
     repository.
@@ -231,5 +233,10 @@ def reference_data_dir():
     from pathlib import Path
 
     env = os.environ.get("ASSIMILAX_GENCAST_REFERENCE")
-    folder = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "gencast-reference"
-    return folder if folder.is_dir() else None
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    for repository in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        folder = repository.parent / "shared" / "gencast-reference"
+        if folder.is_dir():
+            return folder
+    return None
