@@ -5,12 +5,14 @@ runs it on the posterior denoiser built by a guidance rule, which sees the obser
 operator composed with the emulator's target-to-state map, ``z -> A(to_state(z, h))``.
 """
 
+import jax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .emulators import AbstractEmulator
 from .guidance import AbstractGuidance, posterior_denoiser
 from .observations import ObservationModel
 from .sampling import Sampler
+from .sharding import map_particles
 
 
 def sample_transition(
@@ -48,3 +50,21 @@ def sample_transition(
         denoise = posterior_denoiser(guidance, denoise, y, observe, observation.noise)
     z = sampler.sample(key, denoise, emulator.noise)
     return emulator.to_state(z, history)
+
+
+def forecast_ensemble(
+    emulator: AbstractEmulator,
+    sampler: Sampler,
+    key: PRNGKeyArray,
+    particles: Float[Array, "n m d"],
+    forcing: PyTree = None,
+) -> Float[Array, "n d"]:
+    """``x_i ~ p(x | h_i)`` for every member, unguided; member ``i`` uses
+    ``split(key, n)[i]``, and the work goes through [`assimilax.sharding.map_particles`][]
+    (chunked, split over the devices of the active layout)."""
+    n = particles.shape[0]
+    return map_particles(
+        lambda k, h: sample_transition(emulator, sampler, k, h, forcing),
+        jax.random.split(key, n),
+        particles,
+    )

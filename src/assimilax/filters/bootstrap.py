@@ -18,8 +18,8 @@ from ..resampling import (
     normalise,
 )
 from ..sampling import Sampler
-from ..sharding import map_particles, replicate, take_particles
-from ..transitions import sample_transition
+from ..sharding import replicate, take_particles
+from ..transitions import forecast_ensemble
 from .base import AbstractFilter, Diagnostics, FilterState
 
 
@@ -48,11 +48,7 @@ class BootstrapPF(AbstractFilter):
         ancestors = jnp.where(resample, self.resampler(k_res, prior, n), jnp.arange(n))
         prior = jnp.where(resample, -jnp.log(n) * jnp.ones_like(prior), prior)
         histories = take_particles(state.particles, ancestors)
-        x = map_particles(
-            lambda k, h: sample_transition(self.emulator, self.sampler, k, h, forcing),
-            jax.random.split(k_prop, n),
-            histories,
-        )
+        x = forecast_ensemble(self.emulator, self.sampler, k_prop, histories, forcing)
         log_lik = jax.vmap(lambda xi: self.observation.log_likelihood(y, xi))(x)
         log_weights = check_weights(prior + replicate(log_lik))
         particles = jax.vmap(push_history)(histories, x)

@@ -17,8 +17,7 @@ import jax.numpy as jnp
 from ..emulators import AbstractEmulator, push_history
 from ..observations import ObservationModel
 from ..sampling import Sampler
-from ..sharding import map_particles
-from ..transitions import sample_transition
+from ..transitions import forecast_ensemble
 from ..weighting import masked_gaussian_log_pdf
 from .base import AbstractFilter, Diagnostics, FilterState
 
@@ -34,11 +33,7 @@ class StochasticEnKF(AbstractFilter):
     def step(self, state, y, key, forcing=None):
         n = state.particles.shape[0]
         k_prop, k_pert = jax.random.split(key)
-        x = map_particles(
-            lambda k, h: sample_transition(self.emulator, self.sampler, k, h, forcing),
-            jax.random.split(k_prop, n),
-            state.particles,
-        )
+        x = forecast_ensemble(self.emulator, self.sampler, k_prop, state.particles, forcing)
         mean = x.mean(axis=0)
         x = mean + self.inflation * (x - mean)
         ax = jax.vmap(self.observation.operator)(x)

@@ -28,22 +28,8 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree, Scalar
 from ..emulators import AbstractEmulator, push_history
 from ..observations import AbstractObservationNoise, DiagonalGaussianNoise, ObservationModel
 from ..sampling import Sampler
-from ..transitions import sample_transition
+from ..transitions import forecast_ensemble
 from .base import AbstractFilter, Diagnostics, FilterState
-
-
-def forecast_ensemble(
-    emulator: AbstractEmulator,
-    sampler: Sampler,
-    key: PRNGKeyArray,
-    particles: Float[Array, "n m d"],
-    forcing: PyTree = None,
-) -> Float[Array, "n d"]:
-    """``x_i ~ p(x | h_i)`` for every member, unguided."""
-    n = particles.shape[0]
-    return jax.vmap(lambda k, h: sample_transition(emulator, sampler, k, h, forcing))(
-        jax.random.split(key, n), particles
-    )
 
 
 def whiten(

@@ -6,8 +6,7 @@ import jax.numpy as jnp
 from ..emulators import AbstractEmulator, push_history
 from ..observations import ObservationModel
 from ..sampling import Sampler
-from ..sharding import map_particles
-from ..transitions import sample_transition
+from ..transitions import forecast_ensemble
 from .base import AbstractFilter, Diagnostics, FilterState
 
 
@@ -24,12 +23,7 @@ class EnsembleForecast(AbstractFilter):
 
     def step(self, state, y, key, forcing=None):
         n = state.particles.shape[0]
-        keys = jax.random.split(key, n)
-        x = map_particles(
-            lambda k, h: sample_transition(self.emulator, self.sampler, k, h, forcing),
-            keys,
-            state.particles,
-        )
+        x = forecast_ensemble(self.emulator, self.sampler, key, state.particles, forcing)
         particles = jax.vmap(push_history)(state.particles, x)
         if self.observation is None:
             log_like = jnp.full((), jnp.nan, x.dtype)
