@@ -135,7 +135,7 @@ def test_checkpoint_with_other_keep_is_refused(tmp_path):
 def test_bad_keep_raises():
     filt, state, ys = _setup()
     # The function's own check (what a caller sees without the test-time type checker) ...
-    with pytest.raises(ValueError, match="keep must be 'ensemble' or 'moments', got 'particles'"):
+    with pytest.raises(ValueError, match="keep = 'particles': must be 'ensemble' or 'moments'"):
         inspect.unwrap(ax.assimilate)(filt, state, ys, jax.random.key(1), progress=False, keep="particles")
     # ... and under it, the Literal annotation rejects it first (a TypeError naming `keep`).
     with pytest.raises((TypeError, ValueError), match="keep"):
@@ -181,12 +181,12 @@ def test_checkpoint_problems_are_found_before_any_cycle(tmp_path):
     filt, state, ys = _setup()
     with pytest.raises(ValueError, match="does not exist"):
         ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=tmp_path / "no" / "run.npz", progress=False)
-    with pytest.raises(ValueError, match="checkpoint_every must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="checkpoint_every = 0: must be a positive integer"):
         ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=tmp_path / "r.npz", checkpoint_every=0,
                       progress=False)
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(b"PK\x03\x04 not a zip")
-    with pytest.raises(ValueError, match="cannot be read.*truncated or not a checkpoint"):
+    with pytest.raises(ValueError, match="cannot be read.*truncated, empty or not an assimilax checkpoint"):
         ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=truncated, progress=False)
     stale = tmp_path / "r.npz.tmp"
     stale.write_bytes(b"left by a killed run")

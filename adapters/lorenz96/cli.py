@@ -4,6 +4,7 @@ import argparse
 import sys
 import time
 
+from assimilax.errors import InvalidArgument, RunFailed
 from assimilax.run_options import add_run_options, layout_from_args
 
 from .experiment import FILTERS, SOLVERS, TwinExperiment
@@ -60,50 +61,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the experiment from parsed arguments; returns the exit status."""
+    """Run the experiment from parsed arguments; returns the exit status.
+
+    Errors propagate as `assimilax.errors` exceptions; `assimilax.cli.main` prints them as
+    one line with the exit status (2 bad input, 1 a failed run).
+    """
     from . import experiment
 
+    options = dict(
+        particles=args.particles,
+        cycles=args.cycles,
+        observe_every=args.observe_every,
+        obs_std=args.obs_std,
+        q=args.q,
+        dim=args.dim,
+        seed=args.seed,
+        spinup=args.spinup,
+        filters=tuple(dict.fromkeys(args.filters)),
+        levels=args.levels,
+        solver=args.solver,
+        corrector_steps=args.corrector_steps,
+        cg_iterations=args.cg_iterations,
+        guidance_max_sigma=args.guidance_max_sigma,
+        ess_band=tuple(args.ess_band),
+        block_size=args.block_size,
+        emulator_path=args.emulator,
+        inflation=args.inflation,
+        localisation_radius=args.localisation_radius,
+        local_radius=args.local_radius,
+        local_inflation=args.local_inflation,
+        local_ess_band=tuple(args.local_ess_band),
+        on_nonfinite=args.on_nonfinite,
+    )
+    if args.truth is not None:
+        cfg = TwinExperiment.from_truth(args.truth, **options)
+        print(f"truth {args.truth}: d = {cfg.dim}, {cfg.cycles} cycles, {int(cfg.observed.sum())} observed "
+              f"components, q = {cfg.q}, obs_std = {cfg.obs_std:g}")
+    else:
+        cfg = TwinExperiment(**options)
+    if cfg.uses_trained_emulator() and cfg.dim != 40 and args.emulator is None:
+        raise InvalidArgument(f"--dim {cfg.dim}: the shipped emulator is for dim = 40; pass --emulator or run only oracle filters.")
+    layout = layout_from_args(args)
+    start = time.perf_counter()
     try:
-        options = dict(
-            particles=args.particles,
-            cycles=args.cycles,
-            observe_every=args.observe_every,
-            obs_std=args.obs_std,
-            q=args.q,
-            dim=args.dim,
-            seed=args.seed,
-            spinup=args.spinup,
-            filters=tuple(dict.fromkeys(args.filters)),
-            levels=args.levels,
-            solver=args.solver,
-            corrector_steps=args.corrector_steps,
-            cg_iterations=args.cg_iterations,
-            guidance_max_sigma=args.guidance_max_sigma,
-            ess_band=tuple(args.ess_band),
-            block_size=args.block_size,
-            emulator_path=args.emulator,
-            inflation=args.inflation,
-            localisation_radius=args.localisation_radius,
-            local_radius=args.local_radius,
-            local_inflation=args.local_inflation,
-            local_ess_band=tuple(args.local_ess_band),
-        )
-        if args.truth is not None:
-            cfg = TwinExperiment.from_truth(args.truth, **options)
-            print(f"truth {args.truth}: d = {cfg.dim}, {cfg.cycles} cycles, {int(cfg.observed.sum())} observed "
-                  f"components, q = {cfg.q}, obs_std = {cfg.obs_std:g}")
-        else:
-            cfg = TwinExperiment(**options)
-        if cfg.uses_trained_emulator() and cfg.dim != 40 and args.emulator is None:
-            raise ValueError(f"the shipped emulator is for dim = 40, got --dim {cfg.dim}; pass --emulator or run only oracle filters.")
-        layout = layout_from_args(args)
-        start = time.perf_counter()
-        ds = experiment.run(
-            cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart
-        )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"assimilax lorenz96: error: {e}", file=sys.stderr)
-        return 2
+        ds = experiment.run(cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart)
+    except RunFailed as failed:  # the finished filters were written: show them, then fail
+        if failed.dataset is not None:
+            print("\n" + experiment.summary_table(failed.dataset))
+        raise
     print()
     print(experiment.summary_table(ds))
     print(f"wrote {args.output}/lorenz96_twin.nc, skill_spread.png, hovmoller.png, summary.txt "

@@ -89,11 +89,32 @@ class TwinExperiment:
     local_ess_band: tuple[float, float] = (0.1, 0.15)
     obs_indices: tuple[int, ...] | None = None
     truth_path: str | None = None
+    on_nonfinite: str = "stop"
 
     def __post_init__(self):
         problems = []
         if self.particles < 2:
             problems.append(f"particles must be at least 2, got {self.particles}")
+        for name in ("particles", "cycles", "observe_every", "dim", "seed", "levels", "corrector_steps", "cg_iterations", "block_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                problems.append(f"{name} must be an integer, got {value!r}")
+        if problems:
+            raise ax.errors.InvalidConfiguration("Lorenz-96 experiment", problems)
+        for name in ("obs_std", "q", "init_std", "guidance_max_sigma", "inflation", "localisation_radius", "local_radius", "local_inflation"):
+            value = getattr(self, name)
+            if not np.isfinite(value):
+                problems.append(f"{name} must be finite, got {value}")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed must be in [0, 2**32), got {self.seed}")
+        if self.corrector_steps < 0:
+            problems.append(f"corrector_steps must be at least 0, got {self.corrector_steps}")
+        if not self.init_std >= 0:
+            problems.append(f"init_std must be at least 0, got {self.init_std}")
+        if not self.obs_std >= 1e-6:
+            problems.append(f"obs_std must be at least 1e-6 (its square must be a normal float32), got {self.obs_std}")
+        if self.on_nonfinite not in ("stop", "resample"):
+            problems.append(f"on_nonfinite must be 'stop' or 'resample', got {self.on_nonfinite!r}")
         if self.cycles < 1:
             problems.append(f"cycles must be at least 1, got {self.cycles}")
         if not 1 <= self.observe_every <= self.dim:
@@ -142,7 +163,7 @@ class TwinExperiment:
         if not 0 < lo <= hi <= 1:
             problems.append(f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}")
         if problems:
-            raise ValueError("invalid Lorenz-96 experiment: " + "; ".join(problems) + ".")
+            raise ax.errors.InvalidConfiguration("Lorenz-96 experiment", problems)
 
     @property
     def observed(self) -> np.ndarray:
@@ -309,36 +330,31 @@ def run(
     layout = ax.sharding.ParticleLayout() if layout is None else layout
     layout.check_particles(cfg.particles)
     out_dir = None if output is None else Path(output)
-    if out_dir is not None:
-        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    key = jax.random.key(cfg.seed + 1)
-    results, seconds = {}, {}
-    for name, filt in filters.items():
-        times: list[float] = []
-        ckpt = None if out_dir is None else out_dir / "checkpoints" / f"{name}.npz"
-        _, out = ax.assimilate(
-            filt,
-            filt.init(ensemble),
-            observations,
-            key,
-            checkpoint=ckpt,
-            checkpoint_mismatch="restart" if restart else "error",
-            progress=progress,
-            description=f"{name:>13}",
-            layout=layout,
-            on_cycle=lambda t, d, s, times=times: times.append(s),
-        )
-        results[name] = out
-        seconds[name] = times
-    ds = _dataset(cfg, filters, results, seconds, truth, observations)
+    runs = ax.experiment.run_filters(
+        filters,
+        ensemble,
+        observations,
+        jax.random.key(cfg.seed + 1),
+        checkpoints=None if out_dir is None else out_dir / "checkpoints",
+        restart=restart,
+        progress=progress,
+        layout=layout,
+        on_nonfinite=cfg.on_nonfinite,
+    )
+    if not runs.results:
+        raise ax.errors.RunFailed(runs.failures)
+    ds = _dataset(cfg, filters, runs, truth, observations)
     if out_dir is not None:
         ds.to_netcdf(out_dir / "lorenz96_twin.nc")
         _figures(cfg, ds, out_dir)
         (out_dir / "summary.txt").write_text(summary_table(ds))
+    if runs.failures:
+        raise ax.errors.RunFailed(runs.failures, None if out_dir is None else str(out_dir), dataset=ds)
     return ds
 
 
-def _dataset(cfg, filters, results, seconds, truth, observations) -> xr.Dataset:
+def _dataset(cfg, filters, runs, truth, observations) -> xr.Dataset:
+    results = runs.results
     names = list(results)
     times = np.arange(1, cfg.cycles + 1)
     obs_full = np.full((cfg.cycles, cfg.dim), np.nan, dtype=np.float32)
@@ -351,7 +367,8 @@ def _dataset(cfg, filters, results, seconds, truth, observations) -> xr.Dataset:
         "log_likelihood": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.log_likelihood) for n in names])),
         "truth": (("time", "variable"), truth[1:]),
         "observations": (("time", "variable"), obs_full),
-        "seconds": (("filter", "time"), np.array([seconds[n] if len(seconds[n]) == cfg.cycles else [np.nan] * (cfg.cycles - len(seconds[n])) + seconds[n] for n in names])),
+        "dropped": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.dropped) for n in names])),
+        "seconds": (("filter", "time"), np.stack([runs.seconds_per_cycle(n, cfg.cycles) for n in names])),
     }
     for subset, mask in (("observed", cfg.observed), ("unobserved", ~cfg.observed)):
         if not mask.any():
@@ -374,8 +391,10 @@ def _dataset(cfg, filters, results, seconds, truth, observations) -> xr.Dataset:
             "assimilax_version": ax.__version__,
             "spinup": cfg.spinup,
             **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
+            "failed_filters": json.dumps(runs.failures),
         },
     )
+    ds["dropped"].attrs["long_name"] = "non-finite particles dropped and replaced by resampling (on_nonfinite='resample')"
     ds["analysis"].attrs["long_name"] = "analysis ensemble (after assimilating the cycle's observation)"
     ds["seconds"].attrs["long_name"] = "wall time of the cycle (the first includes compilation)"
     return ds
@@ -414,6 +433,7 @@ def summary_table(ds: xr.Dataset) -> str:
             f"{r.get('spread_observed', np.nan):10.3f} {r.get('spread_unobserved', np.nan):12.3f} | "
             f"{r['ess']:6.1f} {r['alpha']:6.3f} | {r['seconds_per_cycle']:8.3f}"
         )
+    lines += ax.experiment.failed_lines(ds)
     return "\n".join(lines) + "\n"
 
 

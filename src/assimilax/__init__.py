@@ -60,6 +60,8 @@ from .geometry import (
     Periodic2D as Periodic2D,
 )
 from .layout import StateLayout as StateLayout
+from . import errors as errors
+from . import experiment as experiment
 from . import sharding as sharding
 from .sharding import ParticleLayout as ParticleLayout, particle_layout as particle_layout
 from .localisation import BlockLocalisation as BlockLocalisation

@@ -31,12 +31,13 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from ._version import __version__
+from .errors import CheckpointError, CheckpointMismatch, InvalidArgument, NonFiniteError
 from .filters.base import AbstractFilter, Diagnostics, FilterState, check_observations
 from .filters.run import FilterOutput, cycle_key
-from .resampling import normalise, weight_errors_as_nan
-from .sharding import ParticleLayout, enable_compile_cache, to_host
+from .resampling import Systematic, normalise, weight_errors_as_nan
+from .sharding import ParticleLayout, enable_compile_cache, take_particles, to_host
 
-_DIAGNOSTICS = ("ess", "alpha", "log_likelihood")
+_DIAGNOSTICS = ("ess", "alpha", "log_likelihood", "dropped")
 _KEPT = {"ensemble": ("particles", "log_weights"), "moments": ("mean", "variance")}
 
 
@@ -111,7 +112,7 @@ def _save(
     particles = to_host(state.particles)
     log_weights = to_host(state.log_weights)
     if not (np.all(np.isfinite(particles)) and np.all(np.isfinite(log_weights))):
-        raise ValueError(
+        raise CheckpointError(
             f"the state after cycle {done} holds NaN or inf; it is not written to {path} "
             "(the checkpoint keeps the last finite state)."
         )
@@ -134,22 +135,24 @@ def _save(
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
 
 
-class CheckpointMismatch(ValueError):
-    """A checkpoint written by another run (another filter, ensemble, data or key)."""
-
-
 def _load(path: Path, fingerprint: dict[str, str], keep: str, mismatch: str):
+    """The state, cycles done and history of the checkpoint at `path`, or None to start afresh."""
     try:
         data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile) or "done" not in data:
+            raise ValueError("not an assimilax checkpoint")
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it is "
-            "truncated or not a checkpoint: delete it, or start afresh (restart)."
+        if mismatch == "restart":
+            return None
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}): it is truncated, "
+            "empty or not an assimilax checkpoint; delete it, or start afresh "
+            "(checkpoint_mismatch='restart', CLI --restart)."
         ) from None
     with data:
         try:
             saved = json.loads(str(data["fingerprint"]))
-        except (KeyError, json.JSONDecodeError):
+        except (KeyError, ValueError):
             saved = {}
         differs = [part for part, value in fingerprint.items() if saved.get(part) != value]
         if differs and mismatch == "error":
@@ -163,56 +166,108 @@ def _load(path: Path, fingerprint: dict[str, str], keep: str, mismatch: str):
             return None
         kept = str(data["keep"]) if "keep" in data else "ensemble"  # older files: ensembles
         if kept != keep:
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"checkpoint {path} was written with keep={kept!r}, this run asks for "
                 f"keep={keep!r}; use the same `keep` or another checkpoint path."
             )
-        done = int(data["done"])
-        state = FilterState(
-            jnp.asarray(data["state_particles"]),
-            jnp.asarray(data["state_log_weights"]),
-            jnp.asarray(data["state_cycle"]),
-        )
-        history = {k: list(data[k]) if k in data else [] for k in _KEPT[keep] + _DIAGNOSTICS}
+        try:
+            done = int(data["done"])
+            state = FilterState(
+                jnp.asarray(data["state_particles"]),
+                jnp.asarray(data["state_log_weights"]),
+                jnp.asarray(data["state_cycle"]),
+            )
+            history = {k: list(data[k]) if k in data else [] for k in _KEPT[keep] + _DIAGNOSTICS}
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged ({type(error).__name__}); delete it, or start "
+                "afresh (checkpoint_mismatch='restart', CLI --restart)."
+            ) from None
+    if not history["dropped"]:  # written before `dropped` was recorded
+        history["dropped"] = [np.zeros((), np.int32)] * done
+    if any(len(v) != done for v in history.values()):
+        raise CheckpointError(f"checkpoint {path} is damaged (its history does not hold {done} cycles).")
     return state, done, history
 
 
 def _check_checkpoint_path(path: Path, every: int) -> None:
     """Fail before any cycle runs if the checkpoint cannot be written."""
     if isinstance(every, bool) or every < 1:
-        raise ValueError(f"checkpoint_every must be a positive integer, got {every!r}.")
+        raise InvalidArgument(f"checkpoint_every = {every!r}: must be a positive integer.")
     folder = path.parent
     if not folder.is_dir():
-        raise ValueError(f"checkpoint {path}: the folder {folder} does not exist.")
+        raise CheckpointError(f"checkpoint {path}: the folder {folder} does not exist.")
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"checkpoint {path}: the folder {folder} is not writable.")
+        raise CheckpointError(f"checkpoint {path}: the folder {folder} is not writable.")
     if path.exists() and path.is_dir():
-        raise ValueError(f"checkpoint {path} is a folder, not a file.")
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file.")
     for stale in folder.glob(path.name + ".tmp"):  # left by a run killed mid-write
         stale.unlink()
 
 
-@eqx.filter_jit
-def _step(filt, state, y, key, forcing, keep, layout):
-    """One cycle, compiled once per (filter structure, shapes, `keep`, layout).
+_CHECKED = ("particles", "weights", "ess", "alpha", "log_likelihood")
+_POLICIES = ("stop", "resample")
 
-    Degenerate weights come back as NaN (the host loop reports them with the cycle), so the
-    executable has no host callback and JAX's persistent cache can keep it.
+
+def _drop_nonfinite(state: FilterState, key: PRNGKeyArray) -> tuple[FilterState, Array]:
+    """Replace the particles that hold NaN or inf by a systematic resample of the finite ones.
+
+    The bad particles' weights are set to zero and the whole ensemble is resampled
+    (equal weights after); nothing changes in a cycle without bad particles (`lax.cond`,
+    so the exchange between devices runs only when needed).  With no finite particle left
+    the state is returned as it is, and the host loop stops the run.
+    """
+    n = state.particles.shape[0]
+    bad = ~(jnp.all(jnp.isfinite(state.particles), axis=(1, 2)) & jnp.isfinite(state.log_weights))
+    dropped = jnp.sum(bad)
+
+    def repair(state):
+        log_w = jnp.where(bad, -jnp.inf, state.log_weights)
+        ancestors = Systematic()(key, log_w, n)
+        particles = take_particles(state.particles, ancestors)
+        return FilterState(particles, jnp.zeros_like(state.log_weights), state.cycle)
+
+    repaired = jax.lax.cond((dropped > 0) & (dropped < n), repair, lambda s: s, state)
+    return repaired, dropped
+
+
+@eqx.filter_jit
+def _step(filt, state, y, key, forcing, keep, layout, on_nonfinite="stop"):
+    """One cycle, compiled once per (filter structure, shapes, `keep`, layout, policy).
+
+    The analysis' finiteness is checked here, in the compiled step: the host gets five
+    flags (particles, weights, ESS, alpha, log-likelihood) and the number of bad
+    particles, and raises.  Degenerate weights come back as NaN rather than through a
+    host callback, so JAX's persistent cache can keep the executable.
     """
     with layout.active(), weight_errors_as_nan():
-        state, diag = filt.step(state, y, cycle_key(key, state.cycle), forcing)
+        k = cycle_key(key, state.cycle)
+        state, diag = filt.step(state, y, k, forcing)
+        if on_nonfinite == "resample":
+            state, dropped = _drop_nonfinite(state, jax.random.fold_in(k, 0x7FFFFFFF))
+        else:
+            dropped = jnp.zeros((), jnp.int32)
         state = FilterState(
             layout.constrain(state.particles, sharded=True),
             layout.constrain(state.log_weights, sharded=False),
             state.cycle,
         )
         x, log_w = state.particles[:, -1], normalise(state.log_weights)
+        bad = ~(jnp.all(jnp.isfinite(state.particles), axis=(1, 2)) & jnp.isfinite(log_w))
+        finite = jnp.stack(
+            [
+                jnp.all(jnp.isfinite(state.particles)),
+                jnp.all(jnp.isfinite(log_w)),
+                *(jnp.isfinite(v) | (dropped > 0) for v in (diag.ess, diag.alpha, diag.log_likelihood)),
+            ]
+        )
         if keep == "moments":  # reduced on the device: only 2 x d numbers leave it
             w = jnp.exp(log_w)
             kept = (metrics.ensemble_mean(x, w), metrics.ensemble_variance(x, w))
         else:
             kept = (x, log_w)
-    return state, kept + (diag.ess, diag.alpha, diag.log_likelihood)
+    diagnostics = (diag.ess, diag.alpha, diag.log_likelihood, dropped.astype(jnp.int32))
+    return state, kept + diagnostics, (finite, jnp.sum(bad))
 
 
 def assimilate(
@@ -231,6 +286,8 @@ def assimilate(
     keep: Literal["ensemble", "moments"] = "ensemble",
     layout: ParticleLayout | None = None,
     compile_cache: str | os.PathLike | None = None,
+    on_nonfinite: Literal["stop", "resample"] = "stop",
+    name: str | None = None,
 ) -> tuple[FilterState, FilterOutput | FilterMoments]:
     """Run `filt` over ``observations[t]``, ``t = 0..T-1``, one compiled step per cycle.
 
@@ -256,23 +313,32 @@ def assimilate(
       one device, all particles in one `vmap`.
     - `compile_cache`: a folder for JAX's persistent compilation cache
       ([`assimilax.sharding.enable_compile_cache`][]).
+    - `on_nonfinite`: what a cycle whose analysis holds NaN or inf does (checked in the
+      compiled step: particles, weights, ESS, alpha, log-likelihood).  ``"stop"`` (default):
+      the run stops with an [`assimilax.errors.NonFiniteError`][] naming the filter, the
+      cycle and what is not finite; the checkpoint keeps the cycles before it.
+      ``"resample"``: the particles holding NaN or inf are dropped and replaced by a
+      systematic resample of the finite ones (equal weights after), counted in
+      ``diagnostics.dropped``; that cycle's ESS, alpha and log-likelihood may be NaN.  The
+      run still stops if no particle is finite.
+    - `name`: the filter's name in messages (default: `description`, else its class).
 
-    The step is compiled once per filter structure, shapes, `keep` and layout, and reused
-    by later calls (a resumed run, the next seed).  A cycle whose analysis holds NaN or inf
-    stops the run with a `FloatingPointError` naming the cycle; the checkpoint then holds
-    the cycles before it.
+    The step is compiled once per filter structure, shapes, `keep`, layout and policy, and
+    reused by later calls (a resumed run, the next seed).
 
     **Returns:** the final state and, for ``"ensemble"``, a [`assimilax.FilterOutput`][assimilax.filters.run.FilterOutput]
     (a JAX array per field, ``(T, n, d)`` particles); for ``"moments"``, a
     [`FilterMoments`][] of NumPy arrays ``(T, d)``.
     """
     if keep not in _KEPT:
-        raise ValueError(f"keep must be 'ensemble' or 'moments', got {keep!r}.")
+        raise InvalidArgument(f"keep = {keep!r}: must be 'ensemble' or 'moments'.")
     if checkpoint_mismatch not in ("error", "restart", "resume"):
-        raise ValueError(
-            "checkpoint_mismatch must be 'error', 'restart' or 'resume', got "
-            f"{checkpoint_mismatch!r}."
+        raise InvalidArgument(
+            f"checkpoint_mismatch = {checkpoint_mismatch!r}: must be 'error', 'restart' or 'resume'."
         )
+    if on_nonfinite not in _POLICIES:
+        raise InvalidArgument(f"on_nonfinite = {on_nonfinite!r}: must be 'stop' or 'resample'.")
+    label = name or (description.strip() if description else type(filt).__name__)
     layout = ParticleLayout() if layout is None else layout
     layout.check_particles(state.particles.shape[0])
     check_observations(getattr(filt, "observation", None), observations, filt.emulator.state_size)
@@ -281,7 +347,7 @@ def assimilate(
     if forcings is not None:
         lengths = {np.shape(leaf)[0] if np.ndim(leaf) else 0 for leaf in jax.tree.leaves(forcings)}
         if min(lengths, default=n_times) < n_times:
-            raise ValueError(
+            raise InvalidArgument(
                 f"forcings cover {min(lengths)} cycles, the observations {n_times}: give "
                 "one forcing per observation time."
             )
@@ -312,18 +378,25 @@ def assimilate(
         y = layout.put(obs[t], sharded=False)
         if forcing is not None:
             forcing = layout.put(forcing, sharded=False)
-        new_state, kept = _step(filt, state, y, key, forcing, keep, layout)
+        new_state, kept, (finite, n_bad) = _step(filt, state, y, key, forcing, keep, layout, on_nonfinite)
         kept = [to_host(v) for v in kept]  # blocks until the cycle is done
-        diag = Diagnostics(*(jnp.asarray(v) for v in kept[-3:]))
-        if not all(np.all(np.isfinite(v)) for v in kept[:-1]):
+        finite = to_host(finite)
+        diag = Diagnostics(*(jnp.asarray(v) for v in kept[-4:]))
+        if not finite.all():
             bar.close()
-            raise FloatingPointError(
-                f"{type(filt).__name__}: the analysis of cycle {t} (observation {t}) holds "
-                "NaN or inf (particles, weights or diagnostics: a NaN particle or likelihood, or "
-                "an observation impossible under every particle)"
-                + (f"; {path} holds the {_done_in(path)} cycles before it" if path else "")
-                + "."
+            n = state.particles.shape[0]
+            done_before = _done_in(path) if path is not None else t
+            error = NonFiniteError(
+                label,
+                t,
+                tuple(part for part, ok in zip(_CHECKED, finite) if not ok),
+                f"{int(to_host(n_bad))} of {n} particles; a NaN particle or likelihood, or an "
+                "observation impossible under every particle"
+                + (f"; {path} holds the {done_before} cycles before it" if path else ""),
+                done=done_before,
             )
+            error.result = (state, _output(history, keep))  # the cycles before it
+            raise error
         state = new_state
         for name, value in zip(fields, kept):
             history[name].append(value)
@@ -334,12 +407,17 @@ def assimilate(
         if path is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == n_times):
             _save(path, fingerprint, state, t + 1, history, keep)
     bar.close()
-    stacked = {k: np.stack(v) for k, v in history.items()}
+    return state, _output(history, keep)
+
+
+def _output(history: dict, keep: str) -> FilterOutput | FilterMoments:
+    """The kept history as a `FilterOutput` or `FilterMoments` (time axis first)."""
+    stacked = {k: np.stack(v) if v else np.zeros((0,)) for k, v in history.items()}
     diagnostics = Diagnostics(*(jnp.asarray(stacked[k]) for k in _DIAGNOSTICS))
     if keep == "moments":
-        return state, FilterMoments(stacked["mean"], stacked["variance"], diagnostics)
+        return FilterMoments(stacked["mean"], stacked["variance"], diagnostics)
     particles, log_weights = (jnp.asarray(stacked[k]) for k in _KEPT["ensemble"])
-    return state, FilterOutput(particles, log_weights, diagnostics)
+    return FilterOutput(particles, log_weights, diagnostics)
 
 
 def _done_in(path: Path) -> int:

@@ -11,6 +11,7 @@ import argparse
 
 import jax
 
+from .errors import InvalidArgument
 from .sharding import ParticleLayout, enable_compile_cache, particle_layout
 
 
@@ -43,19 +44,29 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--restart", action="store_true",
         help="ignore checkpoints of another run in the output folder and start afresh",
     )
+    group.add_argument(
+        "--on-nonfinite", default="stop", choices=("stop", "resample"),
+        help="a filter whose analysis holds NaN or inf: stop it (the other filters still run and are "
+             "written; exit status 1), or drop the bad particles and resample the finite ones (counted in "
+             "the output's 'dropped')",
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="show the Python traceback of an error instead of one line",
+    )
 
 
 def layout_from_args(args: argparse.Namespace) -> ParticleLayout:
     """The particle layout the options ask for; validates them with clear errors."""
     if args.chunk_size is not None and args.chunk_size < 1:
-        raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}.")
+        raise InvalidArgument(f"--chunk-size {args.chunk_size}: must be a positive integer.")
     if args.devices is not None and args.devices < 1:
-        raise ValueError(f"--devices must be a positive integer, got {args.devices}.")
+        raise InvalidArgument(f"--devices {args.devices}: must be a positive integer.")
     manual = (args.coordinator, args.num_processes, args.process_id)
     if any(v is not None for v in manual) and not all(v is not None for v in manual):
-        raise ValueError("--coordinator, --num-processes and --process-id go together: give all three or none.")
+        raise InvalidArgument("--coordinator, --num-processes and --process-id go together: give all three or none.")
     if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
-        raise ValueError(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}.")
+        raise InvalidArgument(f"--process-id {args.process_id}: must be in [0, {args.num_processes}).")
     if args.distributed or args.coordinator is not None:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     if args.compile_cache is not None:
