@@ -26,11 +26,15 @@ import io
 import os
 import types
 import typing
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from assimilax.errors import FileFormatError, InvalidData
+
+from ._files import READ_ERRORS, MissingFile, reason
 from .config import CheckPoint
 
 SEP = ":"
@@ -38,8 +42,24 @@ SEP = ":"
 PathLike = str | os.PathLike | io.IOBase  # a path or a binary file object
 
 
-class CheckpointFormatError(ValueError):
-    """A checkpoint file does not match the expected structure (names the offending key)."""
+class CheckpointFormatError(FileFormatError):
+    """A checkpoint file does not match the expected structure (names the offending key).
+
+    A [`assimilax.errors.FileFormatError`][] (so a ``ValueError``): raised as
+    ``CheckpointFormatError(path, problem)`` (message ``"<path>: <problem>"``) or, where no
+    file is known, ``CheckpointFormatError(message)`` (`path` is then ``None``).
+    """
+
+    def __init__(self, *args):
+        if len(args) == 2:
+            super().__init__(*args)
+        else:
+            self.path = None
+            InvalidData.__init__(self, *args)
+
+
+def _file_name(file: "PathLike") -> str:
+    return os.fspath(file) if isinstance(file, (str, os.PathLike)) else str(getattr(file, "name", "<file object>"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,9 +261,28 @@ def save_checkpoint(file: PathLike, checkpoint: Any) -> None:
 
 
 def read_flat(file: PathLike) -> dict[str, np.ndarray]:
-    """The raw ``{"a:b:c": array}`` entries of a checkpoint file (no pickles are loaded)."""
-    with np.load(file, allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
+    """The raw ``{"a:b:c": array}`` entries of a checkpoint file (no pickles are loaded).
+
+    A missing file raises [`MissingFile`][assimilax_adapters.gencast._files.MissingFile], one
+    that is not a readable ``.npz`` archive (empty, truncated, another format) a
+    [`CheckpointFormatError`][] naming it."""
+    name = _file_name(file)
+    if isinstance(file, (str, os.PathLike)):
+        if not os.path.exists(file):
+            raise MissingFile(name, "the GenCast checkpoint does not exist.")
+        if os.path.isfile(file) and os.path.getsize(file) == 0:
+            raise CheckpointFormatError(name, "the GenCast checkpoint is an empty file.")
+        if not zipfile.is_zipfile(file):
+            raise CheckpointFormatError(
+                name, "not a GenCast checkpoint: not an .npz (zip) archive, or one truncated (no zip directory at its end)."
+            )
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except READ_ERRORS as e:
+        raise CheckpointFormatError(
+            name, f"cannot read the GenCast checkpoint ({reason(e)}); it is truncated or not an .npz archive."
+        ) from None
 
 
 def load_checkpoint(file: PathLike, cls: type = CheckPoint) -> Any:
@@ -254,7 +293,11 @@ def load_checkpoint(file: PathLike, cls: type = CheckPoint) -> Any:
     [`CheckpointFormatError`][] naming the key when an entry is missing, unexpected or of
     the wrong kind.
     """
-    return decode(cls, unflatten(read_flat(file)))
+    flat = read_flat(file)
+    try:
+        return decode(cls, unflatten(flat))
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(_file_name(file), f"not a GenCast checkpoint: {e}") from None
 
 
 def check_param_shapes(

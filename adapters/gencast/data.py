@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from assimilax.errors import FileFormatError, InvalidData
+
 SEC_PER_DAY = 86400
 AVG_DAY_PER_YEAR = 365.24219
 YEAR_PROGRESS = ("year_progress_sin", "year_progress_cos")
@@ -97,22 +99,91 @@ def prepare_dataset(ds: xr.Dataset, levels: Sequence[int] | None = None) -> xr.D
     ds = ds.rename(ren)
     if "batch" in ds.dims:
         if ds.sizes["batch"] != 1:
-            raise ValueError("prepare_dataset: a 'batch' axis must have size 1.")
+            raise InvalidData("prepare_dataset: a 'batch' axis must have size 1.")
         ds = ds.isel(batch=0)
     if "datetime" in ds.coords and not np.issubdtype(ds["time"].dtype, np.datetime64):
         ds = ds.assign_coords(time=np.asarray(ds["datetime"].values).reshape(-1)).drop_vars("datetime")
     for c in ("lat", "lon", "time"):
         if c not in ds.coords:
-            raise ValueError(f"The dataset has no {c!r} coordinate (ERA5 layout expected).")
+            raise InvalidData(f"The dataset has no {c!r} coordinate (ERA5 layout expected).")
     if not np.issubdtype(ds["time"].dtype, np.datetime64):
-        raise ValueError("The dataset's 'time' coordinate must be datetime64 valid times.")
+        raise InvalidData("The dataset's 'time' coordinate must be datetime64 valid times.")
     ds = ds.assign_coords(lon=np.mod(ds["lon"], 360.0)).sortby("lat").sortby("lon")
     if levels is not None and "level" in ds.dims:
         missing = sorted(set(levels) - set(int(v) for v in ds["level"].values))
         if missing:
-            raise ValueError(f"The dataset lacks pressure level(s) {missing}.")
+            raise InvalidData(f"The dataset lacks pressure level(s) {missing}.")
         ds = ds.sel(level=list(levels))
     return ds
+
+
+def truth_variables(task) -> dict[str, tuple[str, ...]]:
+    """The variables a truth must hold for `task` (a `TaskConfig`), with the dimensions each
+    needs besides ``time``: targets (the state), static inputs and forcings that are not
+    derived from the time."""
+    from .config import ALL_ATMOSPHERIC_VARS
+
+    derived = set(YEAR_PROGRESS + DAY_PROGRESS)
+    names = list(task.target_variables)
+    names += [v for v in task.input_variables if v not in names and v not in task.forcing_variables]
+    names += [v for v in task.forcing_variables if v not in names and v not in derived]
+    return {v: ("level", "lat", "lon") if v in ALL_ATMOSPHERIC_VARS else ("lat", "lon") for v in names}
+
+
+def check_truth(ds: xr.Dataset, task, path: str) -> None:
+    """Refuse a truth (the Dataset read from `path`) that lacks what `task` needs: the
+    coordinates ``time`` (datetime64), ``lat``, ``lon`` (``latitude``/``longitude`` accepted)
+    and ``level`` (hPa, with every pressure level of the task), and every variable of
+    [`truth_variables`][] with its dimensions.  Raises one
+    [`FileFormatError`][assimilax.errors.FileFormatError] naming the file and every problem."""
+    names = {a: b for a, b in (("latitude", "lat"), ("longitude", "lon"))}
+    coords = {names.get(c, c) for c in ds.coords}
+    problems = []
+    needed = truth_variables(task)
+    atmospheric = any("level" in dims for dims in needed.values())
+    lacking = [c for c in ("time", "lat", "lon") + (("level",) if atmospheric else ()) if c not in coords]
+    if lacking:
+        problems.append(f"no coordinate(s) {lacking} (ERA5 layout: time, lat, lon, level)")
+    if "time" in ds.coords and not np.issubdtype(ds["time"].dtype, np.datetime64) and "datetime" not in ds.coords:
+        problems.append(f"the 'time' coordinate holds {ds['time'].dtype}, not datetime64 valid times")
+    if atmospheric and "level" in ds.coords:
+        try:
+            have = set(int(v) for v in np.asarray(ds["level"].values).reshape(-1))
+        except (TypeError, ValueError):
+            have = set()
+        missing = sorted(set(int(v) for v in task.pressure_levels) - have)
+        if missing:
+            problems.append(f"the 'level' coordinate lacks the pressure level(s) {missing} hPa of the checkpoint's task")
+    absent = [v for v in needed if v not in ds.data_vars]
+    if absent:
+        problems.append(f"no variable(s) {absent}, which the checkpoint's task needs")
+    for v, dims in needed.items():
+        if v in ds.data_vars:
+            have_dims = {names.get(d, d) for d in ds[v].dims}
+            short = [d for d in dims if d not in have_dims]
+            if short:
+                problems.append(f"the variable {v!r} has dimensions {tuple(ds[v].dims)}, without {short}")
+    if problems:
+        raise FileFormatError(path, "not a GenCast truth: " + "; ".join(problems) + ".")
+
+
+def check_times(times, path: str, needed: int) -> None:
+    """Refuse truth `times` (from the file `path`) fewer than `needed` or not 12 h apart."""
+    times = np.asarray(times)
+    if times.size < needed:
+        raise FileFormatError(
+            path, f"the truth has {times.size} time(s) from the start; {needed} are needed "
+            "(the two times of the initial history, then one per cycle)."
+        )
+    steps = np.diff(times).astype("timedelta64[m]").astype(np.int64)
+    bad = np.flatnonzero(steps != 12 * 60)
+    if bad.size:
+        i = int(bad[0])
+        raise FileFormatError(
+            path, f"the truth's times must be 12 h apart (GenCast's step): "
+            f"{np.datetime_as_string(times[i], unit='m')} to {np.datetime_as_string(times[i + 1], unit='m')} "
+            f"is {steps[i] / 60:g} h."
+        )
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ With ``keep="moments"`` only each cycle's ensemble mean and variance come back t
 
 import dataclasses
 import json
+import math
+import numbers
 from pathlib import Path
 
 import equinox as eqx
@@ -40,8 +42,11 @@ from jaxtyping import Float, Int
 import assimilax as ax
 from assimilax.assimilate import FilterMoments
 
+from assimilax.errors import FileFormatError, InvalidConfiguration
+
+from ._files import READ_ERRORS, open_dataset
 from .checkpoint import load_checkpoint
-from .data import prepare_dataset
+from .data import check_times, check_truth, prepare_dataset
 from .emulator import GenCastEmulator
 from .networks import PRESETS, Network, network_from_file, network_observation_model, reference_networks, regrid_network
 from .normalization import Statistics
@@ -99,6 +104,7 @@ class GenCastExperiment:
     regrid_observations: bool = False
     langevin_delta: float = 0.2
     mmps_solver: str = "cg"
+    checkpoint_every: int = 10  # cycles between the checkpoints of each filter (`assimilate`'s checkpoint_every)
 
     @classmethod
     def with_preset(cls, preset: str, **fields) -> "GenCastExperiment":
@@ -114,20 +120,46 @@ class GenCastExperiment:
 
     def __post_init__(self):
         problems = []
-        if self.particles < 2:
-            problems.append(f"particles must be at least 2, got {self.particles}")
-        if self.cycles is not None and self.cycles < 1:
-            problems.append(f"cycles must be at least 1, got {self.cycles}")
-        if self.observe_every < 1:
-            problems.append(f"observe_every must be at least 1, got {self.observe_every}")
-        if not self.obs_std > 0:
-            problems.append(f"obs_std must be positive, got {self.obs_std}")
+
+        def integer(name, low, high=None, optional=False):  # an integer in [low, high)
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                problems.append(f"{name} must be an integer, got {v!r}")
+            elif v < low:
+                problems.append(f"{name} must be at least {low}, got {v}")
+            elif high is not None and v >= high:
+                problems.append(f"{name} must be below {high}, got {v}")
+
+        def number(name, condition, optional=False):  # a finite real number satisfying `condition`
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            if not (ok and condition(v)):
+                problems.append(f"{name} must be {'positive' if condition is _positive else 'valid'}"
+                                f"{' (or None)' if optional else ''}, got {v!r}")
+
+        integer("particles", 2)
+        integer("cycles", 1, optional=True)
+        integer("observe_every", 1)
+        number("obs_std", _positive)
         if self.space not in ("normalised", "physical"):
             problems.append(f"space must be 'normalised' or 'physical', got {self.space!r}")
-        if self.levels < 2:
-            problems.append(f"levels must be at least 2, got {self.levels}")
-        if self.guidance_max_sigma is not None and not self.guidance_max_sigma > 0:
-            problems.append(f"guidance_max_sigma must be positive (or None), got {self.guidance_max_sigma}")
+        integer("levels", 2)
+        v = self.guidance_max_sigma  # +inf (guidance at every level) allowed
+        if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0):
+            problems.append(f"guidance_max_sigma must be positive (or None), got {v!r}")
+        number("rho", _positive)
+        lo_hi = (self.sigma_min, self.sigma_max)
+        if not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) for x in lo_hi) \
+                or not 0 < self.sigma_min < self.sigma_max:
+            problems.append(f"sigma_min and sigma_max must be finite with 0 < sigma_min < sigma_max, "
+                            f"got {self.sigma_min!r} and {self.sigma_max!r}")
+        integer("corrector_steps", 0)
+        integer("seed", 0, 2**32)
+        integer("checkpoint_every", 1)
         if self.keep not in KEEP:
             problems.append(f"keep must be one of {list(KEEP)}, got {self.keep!r}")
         if self.solver not in SOLVERS:
@@ -135,13 +167,16 @@ class GenCastExperiment:
         unknown = sorted(set(self.filters) - set(FILTERS))
         if unknown or not self.filters:
             problems.append(f"unknown filters {unknown or '(none given)'}; choose from {list(FILTERS)}")
-        lo, hi = self.ess_band
-        if not 0 < lo <= hi <= 1:
+        band = tuple(self.ess_band) if isinstance(self.ess_band, (tuple, list)) else ()
+        if len(band) != 2 or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in band) \
+                or not 0 < band[0] <= band[1] <= 1:
             problems.append(f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}")
         if self.noise not in ("spherical", "white"):
             problems.append(f"noise must be 'spherical' or 'white', got {self.noise!r}")
         if self.block_tiles is not None and (
-            len(self.block_tiles) != 2 or any(int(t) != t or t < 1 for t in self.block_tiles)
+            len(self.block_tiles) != 2
+            or any(isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or int(t) != t or t < 1
+                   for t in self.block_tiles)
         ):
             problems.append(f"block_tiles must be two positive numbers of grid points (lat, lon), got {self.block_tiles}")
         if self.observations not in OBSERVATIONS:
@@ -159,12 +194,14 @@ class GenCastExperiment:
                 problems.append(str(e))
         if self.mmps_solver not in MMPS_SOLVERS:
             problems.append(f"mmps_solver must be one of {list(MMPS_SOLVERS)}, got {self.mmps_solver!r}")
-        if self.cg_iterations < 1:
-            problems.append(f"cg_iterations must be at least 1, got {self.cg_iterations}")
-        if not self.langevin_delta > 0:
-            problems.append(f"langevin_delta must be positive, got {self.langevin_delta}")
+        integer("cg_iterations", 1)
+        number("langevin_delta", _positive)
         if problems:
-            raise ValueError("invalid GenCast experiment: " + "; ".join(problems) + ".")
+            raise InvalidConfiguration("GenCast experiment", problems)
+
+
+def _positive(v) -> bool:
+    return v > 0
 
 
 def parse_network_spec(spec: str) -> tuple[str, tuple[str, ...], str | None]:
@@ -187,13 +224,12 @@ def _variances(value: str | None):
 
 
 def open_truth(path: str) -> xr.Dataset:
-    """An ERA5-layout NetCDF file or Zarr store."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"truth dataset {path!r} does not exist.")
-    if p.is_dir() or p.suffix == ".zarr":
-        return xr.open_zarr(p)
-    return xr.open_dataset(p)
+    """An ERA5-layout NetCDF file or Zarr store, opened lazily.
+
+    Raises `MissingFile` (a `FileNotFoundError`) if it does not exist, and a
+    `FileFormatError` naming it if it cannot be read (empty, truncated, not NetCDF, a Zarr
+    store without the zarr package)."""
+    return open_dataset(path, "truth dataset")
 
 
 def setup(cfg: GenCastExperiment):
@@ -204,27 +240,26 @@ def setup(cfg: GenCastExperiment):
     """
     ckpt = load_checkpoint(cfg.checkpoint)
     stats = Statistics.from_dir(cfg.stats)
-    ds = prepare_dataset(open_truth(cfg.truth), ckpt.task_config.pressure_levels)
+    stats.check_task(ckpt.task_config)
+    raw = open_truth(cfg.truth)
+    check_truth(raw, ckpt.task_config, cfg.truth)
+    ds = prepare_dataset(raw, ckpt.task_config.pressure_levels)
     if cfg.block_tiles is not None:
         grid = (ds.sizes["lat"], ds.sizes["lon"])
         if any(t > n for t, n in zip(cfg.block_tiles, grid)):
-            raise ValueError(
+            raise ax.errors.InvalidArgument(
                 f"block_tiles (--block-tiles) = {tuple(cfg.block_tiles)} grid points exceeds the grid "
                 f"of {grid[0]} x {grid[1]} (lat x lon) points."
             )
     if cfg.start is not None:
         ds = ds.sel(time=slice(np.datetime64(cfg.start), None))
-    n_avail = ds.sizes["time"] - 2
-    if n_avail < 1:
-        raise ValueError(f"the truth has {ds.sizes['time']} times from the start; at least 3 are needed.")
-    steps = np.diff(ds["time"].values).astype("timedelta64[h]").astype(int)
-    if np.any(steps != 12):
-        raise ValueError("the truth's times must be 12 h apart (GenCast's step).")
-    cycles = n_avail if cfg.cycles is None else cfg.cycles
-    if cycles > n_avail:
-        raise ValueError(f"cycles = {cycles} needs {cycles + 2} times; the truth has {ds.sizes['time']}.")
+    check_times(ds["time"].values, cfg.truth, 3 if cfg.cycles is None else cfg.cycles + 2)
+    cycles = ds.sizes["time"] - 2 if cfg.cycles is None else cfg.cycles
     ds = ds.isel(time=slice(0, cycles + 2))  # still lazy: read one time at a time (truth_states)
-    initial = ds.isel(time=slice(0, 2)).load()  # the initial history: 2 times
+    try:
+        initial = ds.isel(time=slice(0, 2)).load()  # the initial history: 2 times
+    except READ_ERRORS as e:
+        raise FileFormatError(cfg.truth, f"cannot read the truth's first two times ({type(e).__name__}: {e}).") from None
     emulator = GenCastEmulator.from_checkpoint(ckpt, stats, initial, noise=cfg.noise, attention=cfg.attention)
     history = emulator.states(initial)
     return emulator, ckpt.sampler_config, stats, ds, history
@@ -440,11 +475,17 @@ def run(
     *,
     layout: ax.sharding.ParticleLayout | None = None,
     restart: bool = False,
+    checkpoint_every: int = 10,
+    on_nonfinite: str = "stop",
 ) -> xr.Dataset:
     """Run the experiment; with `output`, write NetCDF, figures and a summary there.
 
     `layout` splits the particles over devices and chunks the denoiser work (results equal
-    to floating-point rounding); `restart` ignores checkpoints of another run.
+    to floating-point rounding); `restart` ignores checkpoints of another run;
+    `checkpoint_every` is the checkpoint interval in cycles; `on_nonfinite` the policy of
+    [`assimilax.assimilate`][assimilax.assimilate.assimilate].  A filter that turns
+    non-finite does not stop the others: the finished ones are written, the failed ones
+    named in ``failed_filters`` and the summary, then `assimilax.errors.RunFailed` is raised.
     """
     layout = ax.sharding.ParticleLayout() if layout is None else layout
     layout.check_particles(cfg.particles)
@@ -464,28 +505,26 @@ def run(
     observations[:, missing_over_land(observation, np.asarray(emulator.filled))] = np.nan
     ensemble = np.broadcast_to(history, (cfg.particles,) + history.shape)
     out_dir = None if output is None else Path(output)
-    if out_dir is not None:
-        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    results, seconds = {}, {}
-    for name, filt in filters.items():
-        times: list[float] = []
-        ckpt = None if out_dir is None else out_dir / "checkpoints" / f"{name}.npz"
-        _, res = ax.assimilate(
-            filt, filt.init(ensemble), observations, k_filter, jax.tree.map(jnp.asarray, forcings),
-            checkpoint=ckpt, checkpoint_mismatch="restart" if restart else "error",
-            progress=progress, description=f"{name:>9}",
-            on_cycle=lambda t, d, s, times=times: times.append(s), keep=cfg.keep, layout=layout,
-        )
-        results[name], seconds[name] = res, times
-    result = _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_fields, target_times)
+    runs = ax.experiment.run_filters(
+        filters, ensemble, observations, k_filter, forcings,
+        checkpoints=None if out_dir is None else out_dir / "checkpoints", restart=restart,
+        progress=progress, keep=cfg.keep, layout=layout, on_nonfinite=on_nonfinite,
+        checkpoint_every=checkpoint_every,
+    )
+    if not runs.results:
+        raise ax.errors.RunFailed(runs.failures)
+    result = _dataset(cfg, emulator, filters, runs, truth, observations, obs_fields, target_times)
     if out_dir is not None:
         result.to_netcdf(out_dir / "gencast_assimilation.nc")
         _figures(cfg, result, out_dir)
         (out_dir / "summary.txt").write_text(summary_table(result))
+    if runs.failures:
+        raise ax.errors.RunFailed(runs.failures, None if out_dir is None else str(out_dir), dataset=result)
     return result
 
 
-def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_fields, times) -> xr.Dataset:
+def _dataset(cfg, emulator, filters, runs, truth, observations, obs_fields, times) -> xr.Dataset:
+    results = runs.results
     names = list(results)
     flds = fields(emulator)
     field_names = [f"{n}" if lv is None else f"{n}_{lv}" for n, lv in flds]
@@ -503,9 +542,9 @@ def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_
     per = {n: field_scores(emulator, results[n], truth) for n in names}
     for score in per[names[0]]:
         data[score] = (("filter", "time", "field"), np.stack([per[n][score] for n in names]))
-    for diag in ("ess", "alpha", "log_likelihood"):
+    for diag in ("ess", "alpha", "log_likelihood", "dropped"):
         data[diag] = (("filter", "time"), np.stack([np.asarray(getattr(results[n].diagnostics, diag)) for n in names]))
-    data["seconds"] = (("filter", "time"), np.array([seconds[n] if len(seconds[n]) == len(times) else [np.nan] * (len(times) - len(seconds[n])) + seconds[n] for n in names]))
+    data["seconds"] = (("filter", "time"), np.stack([runs.seconds_per_cycle(n, len(times)) for n in names]))
     data["observations"] = (("time", "observation"), observations)
     data["observation_field"] = ("observation", np.array([f"{n}" if lv is None else f"{n}_{lv}" for n, lv in obs_fields]))
     ds = xr.Dataset(data, coords={**coords, **{k: v for k, v in mean_ds.coords.items() if k not in ("filter", "time")}})
@@ -524,6 +563,7 @@ def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_
         "assimilax_version": ax.__version__,
         "observation_space": cfg.space,
         **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
+        "failed_filters": json.dumps(runs.failures),
         **{f"localisation_{n}": _describe_tiles(cfg, f.localisation) for n, f in filters.items() if isinstance(f, ax.BlockFAAPF)},
     })
     return ds
@@ -575,6 +615,7 @@ def summary_table(ds: xr.Dataset) -> str:
         lines.append("")
     for key in ("ess", "alpha", "seconds_per_cycle"):
         lines.append(f"{key:>34} | " + " | ".join(f"{rows[n][key]:16.4g} {'':>17}" for n in names))
+    lines += ax.experiment.failed_lines(ds)
     return "\n".join(lines) + "\n"
 
 

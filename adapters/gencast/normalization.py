@@ -29,6 +29,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from assimilax.errors import FileFormatError, InvalidData
+
+from ._files import MissingFile, load_netcdf
+
 FILES = {
     "mean": "mean_by_level.nc",
     "std": "stddev_by_level.nc",
@@ -36,6 +40,29 @@ FILES = {
     "minimum": "min_by_level.nc",
 }
 NAN_VARIABLE = "sea_surface_temperature"
+
+
+_POSITIVE = ("std", "diffs_std")  # scales: finite and > 0; locations and minima: finite
+
+
+def _check_values(path: Path, key: str, ds: xr.Dataset) -> None:
+    """Refuse a non-finite statistic, or a scale (std, diffs std) that is not positive."""
+    for name, da in ds.data_vars.items():
+        values = np.asarray(da.values)
+        if values.dtype.kind not in "fiu":
+            continue
+        bad = ~np.isfinite(values) | ((values <= 0) if key in _POSITIVE else False)
+        if not np.any(bad):
+            continue
+        index = np.unravel_index(int(np.flatnonzero(bad)[0]), values.shape) if values.ndim else ()
+        at = ""
+        if "level" in da.dims and "level" in da.coords:
+            at = f" at level {int(da['level'].values[index[da.dims.index('level')]])}"
+        value = float(values[index])
+        kind = {"std": "standard deviation", "diffs_std": "standard deviation of the 12 h differences",
+                "minimum": "minimum"}.get(key, "mean")
+        must = "finite and positive" if key in _POSITIVE else "finite"
+        raise FileFormatError(path, f"the {kind} of {name!r}{at} is {value!r}: it must be {must}.")
 
 
 class Statistics:
@@ -75,7 +102,7 @@ class Statistics:
         """
         path = Path(path)
         if not path.is_dir():
-            raise FileNotFoundError(f"GenCast statistics folder {str(path)!r} does not exist.")
+            raise MissingFile(path, "the GenCast statistics folder does not exist.")
         names = {"mean": mean, "std": std, "diffs_std": diffs_std, "minimum": minimum}
         optional = {"minimum"} if minimum == FILES["minimum"] else set()
         missing = [
@@ -83,15 +110,61 @@ class Statistics:
             if name is not None and key not in optional and not (path / name).exists()
         ]
         if missing:
-            raise FileNotFoundError(
-                f"GenCast statistics file(s) {missing} missing from {str(path)!r} "
+            raise MissingFile(
+                path, f"GenCast statistics file(s) {missing} missing from the folder "
                 f"(official names: {sorted(FILES.values())}; the minimum file is optional)."
             )
-        loaded = {}
+        loaded, paths = {}, {}
         for key, name in names.items():
             f = None if name is None else path / name
-            loaded[key] = xr.load_dataset(f) if f is not None and f.exists() else None
-        return cls(**loaded)
+            if f is not None and f.exists():
+                loaded[key] = load_netcdf(f, f"GenCast statistics file ({key})")
+                _check_values(f, key, loaded[key])
+                paths[key] = f
+            else:
+                loaded[key] = None
+        stats = cls(**loaded)
+        stats.paths = paths
+        return stats
+
+    paths: dict[str, Path] = {}  # the file of each statistic read by `from_dir`
+
+    def check_task(self, task) -> None:
+        """Refuse statistics that lack what the task (a `TaskConfig`) needs, naming the file,
+        the variable and the levels: the mean and std of every input and forcing, the diffs
+        std of every target that is an input, the mean and std of the other targets."""
+        need: dict[str, set[str]] = {"mean": set(), "std": set(), "diffs_std": set()}
+        inputs = set(task.input_variables)
+        for name in task.input_variables:
+            need["mean"].add(name)
+            need["std"].add(name)
+        for name in task.target_variables:
+            if name in inputs:
+                need["diffs_std"].add(name)
+            else:
+                need["mean"].add(name)
+                need["std"].add(name)
+        levels = [int(v) for v in task.pressure_levels]
+        datasets = {"mean": self.mean_ds, "std": self.std_ds, "diffs_std": self.diffs_std_ds}
+        for key, names in need.items():
+            ds = datasets[key]
+            where = self.paths.get(key, FILES[key])
+            absent = sorted(n for n in names if ds is None or n not in ds.data_vars)
+            if absent:
+                raise FileFormatError(
+                    where, f"the statistics lack the variable(s) {absent} that the checkpoint's task needs "
+                    f"(its {'inputs' if key != 'diffs_std' else 'residual targets'})."
+                )
+            for name in sorted(names):
+                da = ds[name]
+                if "level" in da.dims:
+                    have = set(int(v) for v in da["level"].values)
+                    lacking = sorted(set(levels) - have)
+                    if lacking:
+                        raise FileFormatError(
+                            where, f"{name!r} lacks the pressure level(s) {lacking} hPa of the checkpoint's task."
+                        )
+
 
     def _vector(self, ds: xr.Dataset | None, name: str, levels: Sequence[int] | None) -> np.ndarray | None:
         if ds is None or name not in ds.data_vars:
@@ -99,10 +172,10 @@ class Statistics:
         da = ds[name]
         if "level" in da.dims:
             if levels is None:
-                raise ValueError(f"Statistics of {name!r} are per level: give the pressure levels.")
+                raise InvalidData(f"Statistics of {name!r} are per level: give the pressure levels.")
             missing = sorted(set(levels) - set(int(v) for v in da["level"].values))
             if missing:
-                raise ValueError(f"Statistics of {name!r} lack pressure level(s) {missing}.")
+                raise InvalidData(f"Statistics of {name!r} lack pressure level(s) {missing}.")
             return np.asarray(da.sel(level=list(levels)).values, np.float64).reshape(-1)
         return np.asarray(da.values, np.float64).reshape(1)
 
@@ -122,7 +195,7 @@ class Statistics:
         """The NaN fill value of `name` (its minimum); raises if ``min_by_level.nc`` lacks it."""
         v = self._vector(self.minimum_ds, name, levels)
         if v is None:
-            raise ValueError(
+            raise InvalidData(
                 f"{name!r} has NaN values to fill but min_by_level.nc is missing or lacks it."
             )
         return v
@@ -147,11 +220,11 @@ class Statistics:
         if is_input:
             s = self.diffs_std(name, levels)
             if s is None:
-                raise ValueError(f"diffs_stddev_by_level.nc lacks the residual target {name!r}.")
+                raise InvalidData(f"diffs_stddev_by_level.nc lacks the residual target {name!r}.")
             return True, np.zeros_like(s), s
         m, s = self.mean(name, levels), self.std(name, levels)
         if m is None or s is None:
-            raise ValueError(f"mean/stddev_by_level.nc lack the target {name!r}.")
+            raise InvalidData(f"mean/stddev_by_level.nc lack the target {name!r}.")
         return False, m, s
 
 
