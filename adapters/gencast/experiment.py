@@ -104,7 +104,6 @@ class GenCastExperiment:
     regrid_observations: bool = False
     langevin_delta: float = 0.2
     mmps_solver: str = "cg"
-    checkpoint_every: int = 10  # cycles between the checkpoints of each filter (`assimilate`'s checkpoint_every)
 
     @classmethod
     def with_preset(cls, preset: str, **fields) -> "GenCastExperiment":
@@ -159,7 +158,6 @@ class GenCastExperiment:
                             f"got {self.sigma_min!r} and {self.sigma_max!r}")
         integer("corrector_steps", 0)
         integer("seed", 0, 2**32)
-        integer("checkpoint_every", 1)
         if self.keep not in KEEP:
             problems.append(f"keep must be one of {list(KEEP)}, got {self.keep!r}")
         if self.solver not in SOLVERS:
