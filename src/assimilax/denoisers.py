@@ -14,8 +14,11 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
+from . import _checks
+from .errors import InvalidArgument
 from .schedules import CosineSchedule
 
 
@@ -56,6 +59,9 @@ class EDMPreconditioned(AbstractDenoiser):
     network: Callable[[Array, Array, Any], Array]
     sigma_data: float = 1.0
 
+    def __check_init__(self):
+        _checks.positive("EDMPreconditioned", "sigma_data", self.sigma_data)
+
     def preconditioning(
         self, sigma: Float[ArrayLike, ""]
     ) -> tuple[Array, Array, Array, Array]:
@@ -91,18 +97,19 @@ class GaussianDenoiser(AbstractDenoiser):
 
     def __init__(self, covariance: Float[ArrayLike, "d d"]):
         covariance = jnp.asarray(covariance)
-        if covariance.ndim != 2 or covariance.shape[0] != covariance.shape[1]:
-            raise ValueError(
+        if covariance.ndim != 2 or covariance.shape[0] != covariance.shape[1] or not covariance.size:
+            raise InvalidArgument(
                 f"GaussianDenoiser needs a square covariance, got shape {covariance.shape}."
             )
-        if not bool(jnp.all(jnp.isfinite(covariance))):
-            raise ValueError("GaussianDenoiser covariance contains NaN or inf.")
-        if not bool(jnp.allclose(covariance, covariance.T, atol=1e-6)):
-            raise ValueError("GaussianDenoiser covariance is not symmetric.")
+        if not _checks.is_tracer(covariance):
+            c = np.asarray(covariance)
+            _checks.finite_array("GaussianDenoiser", "covariance", c, "finite: the covariance contains NaN or inf")
+            if not np.allclose(c, c.T, atol=1e-6):
+                raise InvalidArgument("GaussianDenoiser: covariance is not symmetric.")
         lam, u = jnp.linalg.eigh(covariance)
-        if bool(jnp.any(lam < -1e-8 * jnp.max(jnp.abs(lam)))):
-            raise ValueError(
-                "GaussianDenoiser covariance is not positive semi-definite "
+        if not _checks.is_tracer(lam) and bool(jnp.any(lam < -1e-8 * jnp.max(jnp.abs(lam)))):
+            raise InvalidArgument(
+                "GaussianDenoiser: covariance is not positive semi-definite "
                 f"(smallest eigenvalue {float(lam.min()):.3g})."
             )
         self.eigenvalues = jnp.clip(lam, 0.0)

@@ -16,8 +16,10 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
+from . import _checks
 from .denoisers import GaussianDenoiser
 from .emulators import AbstractEmulator
+from .errors import InvalidArgument
 
 
 class LinearGaussianEmulator(AbstractEmulator):
@@ -38,9 +40,10 @@ class LinearGaussianEmulator(AbstractEmulator):
         f = jnp.asarray(transition_matrix)
         q = jnp.asarray(covariance)
         if f.ndim != 2 or f.shape[0] != f.shape[1]:
-            raise ValueError(f"LinearGaussianEmulator: F must be square, got shape {f.shape}.")
+            raise InvalidArgument(f"LinearGaussianEmulator: F must be square, got shape {f.shape}.")
         if q.shape != f.shape:
-            raise ValueError(f"LinearGaussianEmulator: Q has shape {q.shape}, F has {f.shape}.")
+            raise InvalidArgument(f"LinearGaussianEmulator: Q has shape {q.shape}, F has {f.shape}.")
+        _checks.finite_array("LinearGaussianEmulator", "transition_matrix", f)
         self.transition_matrix = f
         self.denoiser = GaussianDenoiser(q)
         self.history_length = 1
@@ -80,7 +83,7 @@ class GaussianTransitionEmulator(AbstractEmulator):
     def __init__(self, transition: Callable[[Array], Array], covariance: Float[ArrayLike, "d d"]):
         q = jnp.asarray(covariance)
         if q.ndim != 2 or q.shape[0] != q.shape[1]:
-            raise ValueError(f"GaussianTransitionEmulator: Q must be square, got {q.shape}.")
+            raise InvalidArgument(f"GaussianTransitionEmulator: Q must be square, got {q.shape}.")
         self.transition = transition
         self.denoiser = GaussianDenoiser(q)
         self.history_length = 1

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, Real
 
+from . import _checks
+from .errors import InvalidArgument, invalid
 from .observations import AbstractObservationOperator
 
 # --------------------------------------------------------------------------------------
@@ -54,13 +56,13 @@ class AbstractGeometry(eqx.Module):
         if p.ndim == 1 and c == 1:
             p = p[:, None]
         if p.ndim != 2 or p.shape[1] != c:
-            raise ValueError(
+            raise InvalidArgument(
                 f"{name} must have shape (n, {c}) for {type(self).__name__}"
                 + (" (or (n,))" if c == 1 else "")
                 + f", got {np.shape(points)}."
             )
         if not np.all(np.isfinite(p)):
-            raise ValueError(f"{name} contain NaN or inf.")
+            raise InvalidArgument(f"{name} contain NaN or inf.")
         return p
 
 
@@ -79,8 +81,7 @@ class Periodic1D(AbstractGeometry):
     length: float | int = eqx.field(converter=float)
 
     def __check_init__(self):
-        if not self.length > 0:
-            raise ValueError(f"Periodic1D: length must be positive, got {self.length}.")
+        _checks.positive("Periodic1D", "length", self.length)
 
     @property
     def n_coordinates(self) -> int:
@@ -97,8 +98,8 @@ class Periodic2D(AbstractGeometry):
     lengths: tuple[float | int, ...] = eqx.field(converter=lambda v: tuple(float(x) for x in v))
 
     def __check_init__(self):
-        if len(self.lengths) != 2 or not all(length > 0 for length in self.lengths):
-            raise ValueError(f"Periodic2D: lengths must be two positive numbers, got {self.lengths}.")
+        if len(self.lengths) != 2 or not all(0 < length < float("inf") for length in self.lengths):
+            raise invalid("lengths", self.lengths, "two finite numbers > 0", owner="Periodic2D")
 
     @property
     def n_coordinates(self) -> int:
@@ -119,8 +120,7 @@ class LatLon(AbstractGeometry):
     radius: float | int = eqx.field(converter=float, default=6371.0)
 
     def __check_init__(self):
-        if not self.radius > 0:
-            raise ValueError(f"LatLon: radius must be positive, got {self.radius}.")
+        _checks.positive("LatLon", "radius", self.radius)
 
     @property
     def n_coordinates(self) -> int:
@@ -137,7 +137,7 @@ class LatLon(AbstractGeometry):
     def check_points(self, points: ArrayLike, name: str) -> np.ndarray:
         p = super().check_points(points, name)
         if np.any(np.abs(p[:, 0]) > 90):
-            raise ValueError(f"{name}: latitudes must be in [-90, 90] degrees, got max |lat| {np.abs(p[:, 0]).max()}.")
+            raise InvalidArgument(f"{name}: latitudes must be in [-90, 90] degrees, got max |lat| {np.abs(p[:, 0]).max()}.")
         return p
 
 
@@ -177,14 +177,12 @@ class GaspariCohn(AbstractTaper):
     half_width: float | int = eqx.field(converter=float)
 
     def __check_init__(self):
-        if not self.half_width > 0:
-            raise ValueError(f"GaspariCohn: half_width must be positive, got {self.half_width}.")
+        _checks.positive("GaspariCohn", "half_width", self.half_width)
 
     @classmethod
     def from_length_scale(cls, length_scale: float) -> "GaspariCohn":
         """The taper of half-width ``sqrt(10/3) L`` (DAPPER's ``loc_rad = L``)."""
-        if not length_scale > 0:
-            raise ValueError(f"GaspariCohn: length_scale must be positive, got {length_scale}.")
+        _checks.positive("GaspariCohn.from_length_scale", "length_scale", length_scale)
         return cls(float(np.sqrt(10.0 / 3.0) * length_scale))
 
     @property
@@ -280,7 +278,7 @@ class DistanceLocalisation(eqx.Module):
         nearest = np.asarray(jnp.argmax(rows, axis=1))
         dead = np.flatnonzero(np.asarray(rows.max(axis=1)) == 0)
         if dead.size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"DistanceLocalisation: observation {dead[0]} does not depend on any state "
                 "component at the linearisation point; give `obs_points` explicitly."
             )
@@ -293,12 +291,12 @@ class DistanceLocalisation(eqx.Module):
     def check(self, state_size: int, obs_size: int) -> None:
         """Raise a `ValueError` if the coordinates do not match a state and observations."""
         if self.state_size != state_size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"DistanceLocalisation has {self.state_size} state points but the state has "
                 f"{state_size} components."
             )
         if self.obs_size != obs_size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"DistanceLocalisation has {self.obs_size} observation points but the "
                 f"observation operator returns {obs_size} values."
             )

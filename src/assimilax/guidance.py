@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, ArrayLike, Float
 
+from . import _checks
 from .observations import AbstractObservationNoise
 from .sampling import SwitchedDenoiser
 
@@ -92,6 +93,9 @@ class DPS(AbstractGuidance):
 
     scale: float = 1.0
 
+    def __check_init__(self):
+        _checks.non_negative("DPS", "scale", self.scale)
+
     def __call__(self, denoise, x_t, sigma, y, observe, noise):
         lin = _linearise(denoise, x_t, y, observe)
         v = noise.solve(lin.residual, lin.mask)
@@ -105,6 +109,9 @@ class PseudoInverse(AbstractGuidance):
     """
 
     gamma: float = 1.0
+
+    def __check_init__(self):
+        _checks.non_negative("PseudoInverse", "gamma", self.gamma)
 
     def __call__(self, denoise, x_t, sigma, y, observe, noise):
         lin = _linearise(denoise, x_t, y, observe)
@@ -178,8 +185,7 @@ class MMPS(AbstractGuidance):
     iterations: int = eqx.field(static=True, default=3)
 
     def __check_init__(self):
-        if self.iterations < 1:
-            raise ValueError(f"MMPS needs at least one CG iteration, got iterations={self.iterations}.")
+        _checks.integer("MMPS", "iterations", self.iterations, 1, why="at least one CG iteration")
 
     def __call__(self, denoise, x_t, sigma, y, observe, noise):
         lin = _linearise(denoise, x_t, y, observe)
@@ -227,8 +233,10 @@ class GuidanceBelowLevel(AbstractGuidance):
     max_sigma: float
 
     def __check_init__(self):
-        if not self.max_sigma > 0:
-            raise ValueError(f"GuidanceBelowLevel needs max_sigma > 0, got {self.max_sigma}.")
+        _checks.scalar(
+            "GuidanceBelowLevel", "max_sigma", self.max_sigma, "a number > 0 (inf: guide at every level)",
+            lambda v: v > 0,
+        )
 
     def __call__(self, denoise, x_t, sigma, y, observe, noise):
         guided = self.guidance(denoise, x_t, sigma, y, observe, noise)

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, Shaped
 
+from . import _checks
+from .errors import InvalidArgument
 from .observations import AbstractObservationOperator
 
 
@@ -59,15 +61,17 @@ class BlockLocalisation(eqx.Module):
         obs_blocks = np.asarray(obs_blocks)
         for name, blocks in (("state_blocks", state_blocks), ("obs_blocks", obs_blocks)):
             if blocks.ndim != 1 or not np.issubdtype(blocks.dtype, np.integer):
-                raise ValueError(
+                raise InvalidArgument(
                     f"BlockLocalisation: {name} must be a 1-D integer array, got "
                     f"dtype {blocks.dtype} and shape {blocks.shape}."
                 )
+        if n_blocks is not None:
+            _checks.integer("BlockLocalisation", "n_blocks", n_blocks, 1)
         if n_blocks is None:
             n_blocks = int(max(state_blocks.max(initial=-1), obs_blocks.max(initial=-1))) + 1
         for name, blocks in (("state_blocks", state_blocks), ("obs_blocks", obs_blocks)):
             if blocks.size and (blocks.min() < 0 or blocks.max() >= n_blocks):
-                raise ValueError(
+                raise InvalidArgument(
                     f"BlockLocalisation: {name} has indices in [{blocks.min()}, "
                     f"{blocks.max()}], outside [0, {n_blocks})."
                 )
@@ -124,7 +128,7 @@ class BlockLocalisation(eqx.Module):
         (value, index), _ = jax.lax.scan(best, init, jnp.arange(n_blocks, dtype=jnp.int32))
         unassigned = np.flatnonzero(np.asarray(value) == 0)
         if unassigned.size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"BlockLocalisation: observation {unassigned[0]} does not depend on any state "
                 "component at the linearisation point; give `obs_blocks` explicitly."
             )
@@ -136,8 +140,6 @@ class BlockLocalisation(eqx.Module):
         cls, state_size: int, block_size: int, operator: AbstractObservationOperator
     ) -> "BlockLocalisation":
         """Blocks of `block_size` consecutive components (the last one may be shorter)."""
-        if block_size < 1 or block_size > state_size:
-            raise ValueError(
-                f"BlockLocalisation: block_size must be in [1, {state_size}], got {block_size}."
-            )
+        _checks.integer("BlockLocalisation.contiguous", "state_size", state_size, 1)
+        _checks.integer("BlockLocalisation.contiguous", "block_size", block_size, 1, state_size)
         return cls.from_state_blocks(np.arange(state_size) // block_size, operator)

@@ -23,6 +23,10 @@ import numpy as np
 from equinox import AbstractVar
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Scalar
 
+from . import _checks
+from ._checks import VARIANCE_RANGE
+from .errors import InvalidArgument, InvalidData, invalid
+
 # --------------------------------------------------------------------------------------
 # Operators
 # --------------------------------------------------------------------------------------
@@ -42,9 +46,10 @@ class AbstractObservationOperator(eqx.Module):
         """Apply ``A`` to one flat state."""
 
     def check_state_size(self, d: int) -> None:
-        """Raise a `ValueError` naming the operator if it cannot act on states of size d."""
+        """Raise an [`assimilax.errors.InvalidArgument`][] naming the operator if it cannot
+        act on states of size `d`."""
         if self.state_size is not None and self.state_size != d:
-            raise ValueError(
+            raise InvalidArgument(
                 f"{type(self).__name__} acts on states of size {self.state_size}, but the "
                 f"state has size {d}."
             )
@@ -59,10 +64,15 @@ class MatrixOperator(AbstractObservationOperator):
 
     def __init__(self, matrix: Float[ArrayLike, "p d"]):
         matrix = jnp.asarray(matrix)
-        if matrix.ndim != 2:
-            raise ValueError(f"MatrixOperator needs a 2-D matrix, got shape {matrix.shape}.")
+        if matrix.ndim != 2 or 0 in matrix.shape:
+            raise InvalidArgument(
+                f"MatrixOperator: matrix has shape {matrix.shape}: must be a non-empty 2-D matrix (p, d)."
+            )
         self.matrix = matrix
         self.obs_size, self.state_size = matrix.shape
+
+    def __check_init__(self):
+        _checks.finite_array("MatrixOperator", "matrix", self.matrix)
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " p"]:
         return self.matrix @ x
@@ -85,14 +95,15 @@ class Selection(AbstractObservationOperator):
     def __check_init__(self):
         if _is_tracer(self.indices):
             return
+        _checks.integer("Selection", "state_size", self.state_size, 1)
         idx = np.asarray(self.indices)
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"Selection indices must be a 1-D integer array, got {idx!r}.")
+            raise invalid("indices", idx, "a 1-D integer array", owner="Selection")
         if idx.size == 0:
-            raise ValueError("Selection observes nothing: indices is empty.")
+            raise InvalidArgument("Selection observes nothing: indices is empty.")
         if idx.min() < 0 or idx.max() >= self.state_size:
-            raise ValueError(
-                f"Selection indices must lie in [0, {self.state_size}), got min {idx.min()} "
+            raise InvalidArgument(
+                f"Selection: indices must lie in [0, {self.state_size}), got min {idx.min()} "
                 f"and max {idx.max()}."
             )
 
@@ -105,8 +116,9 @@ class Selection(AbstractObservationOperator):
     @classmethod
     def every(cls, n: int, state_size: int, offset: int = 0) -> "Selection":
         """Observe every `n`-th component, starting at `offset`."""
-        if n < 1:
-            raise ValueError(f"Selection.every needs n >= 1, got {n}.")
+        _checks.integer("Selection.every", "n", n, 1, why="n >= 1")
+        _checks.integer("Selection.every", "state_size", state_size, 1)
+        _checks.integer("Selection.every", "offset", offset, 0, state_size - 1)
         return cls(np.arange(offset, state_size, n), state_size)
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " p"]:
@@ -130,13 +142,14 @@ class BlockMean(AbstractObservationOperator):
         self.obs_size = math.prod(n // b for n, b in zip(self.shape, self.block))
 
     def __check_init__(self):
-        if len(self.shape) != len(self.block):
-            raise ValueError(f"BlockMean: block {self.block} and shape {self.shape} differ in rank.")
+        if len(self.shape) != len(self.block) or not self.shape:
+            raise InvalidArgument(f"BlockMean: block {self.block} and shape {self.shape} differ in rank.")
         for n, b in zip(self.shape, self.block):
-            if b < 1 or n % b:
-                raise ValueError(f"BlockMean: block {self.block} does not divide shape {self.shape}.")
+            if n < 1 or b < 1 or n % b:
+                raise InvalidArgument(f"BlockMean: block {self.block} does not divide shape {self.shape}.")
+        _checks.integer("BlockMean", "offset", self.offset, 0)
         if self.offset + math.prod(self.shape) > self.state_size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"BlockMean: a variable of shape {self.shape} at offset {self.offset} does not fit"
                 f" in a state of size {self.state_size}."
             )
@@ -176,21 +189,32 @@ class Interpolation(AbstractObservationOperator):
         points = np.atleast_2d(np.asarray(points, dtype=np.float64))
         ndim = len(axes)
         if points.shape[1] != ndim:
-            raise ValueError(
+            raise InvalidArgument(
                 f"Interpolation: points have {points.shape[1]} coordinates but the grid has "
                 f"{ndim} axes."
             )
+        _checks.finite_array("Interpolation", "points", points)
+        for k, a in enumerate(axes):
+            _checks.finite_array("Interpolation", f"axes[{k}]", a)
+            if a.ndim != 1 or a.size < 2:
+                raise invalid(f"axes[{k}]", a, "a 1-D array of at least 2 coordinates", owner="Interpolation")
         periodic = [None] * ndim if periodic is None else list(periodic)
+        if len(periodic) != ndim:
+            raise invalid("periodic", periodic, f"None or one period (or None) per axis ({ndim})", owner="Interpolation")
+        for k, period in enumerate(periodic):
+            if period is not None:
+                _checks.positive("Interpolation", f"periodic[{k}]", period)
+        _checks.integer("Interpolation", "offset", offset, 0)
         shape = tuple(a.size for a in axes)
         if offset + math.prod(shape) > state_size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"Interpolation: a grid of shape {shape} at offset {offset} does not fit in a"
                 f" state of size {state_size}."
             )
         lo_idx, hi_idx, frac = [], [], []
         for k, (a, period) in enumerate(zip(axes, periodic)):
             if np.any(np.diff(a) <= 0):
-                raise ValueError(f"Interpolation: axis {k} coordinates must be increasing.")
+                raise InvalidArgument(f"Interpolation: axis {k} coordinates must be increasing.")
             p = points[:, k]
             if period is not None:
                 ext = np.concatenate([a, [a[0] + period]])
@@ -198,7 +222,7 @@ class Interpolation(AbstractObservationOperator):
             else:
                 ext = a
                 if np.any(p < a[0]) or np.any(p > a[-1]):
-                    raise ValueError(
+                    raise InvalidArgument(
                         f"Interpolation: points outside axis {k} range [{a[0]}, {a[-1]}]."
                     )
             i = np.clip(np.searchsorted(ext, p, side="right") - 1, 0, ext.size - 2)
@@ -230,11 +254,11 @@ class Stack(AbstractObservationOperator):
 
     def __init__(self, operators: Sequence[AbstractObservationOperator]):
         if len(operators) == 0:
-            raise ValueError("Stack needs at least one operator.")
+            raise InvalidArgument("Stack needs at least one operator.")
         self.operators = tuple(operators)
         sizes = {op.state_size for op in operators} - {None}
         if len(sizes) > 1:
-            raise ValueError(f"Stack: operators act on different state sizes {sorted(sizes)}.")
+            raise InvalidArgument(f"Stack: operators act on different state sizes {sorted(sizes)}.")
         self.state_size = sizes.pop() if sizes else None
         self.obs_size = sum(op.obs_size for op in operators)
 
@@ -251,6 +275,31 @@ class FunctionOperator(AbstractObservationOperator):
     fn: Callable[[Array], Array]
     obs_size: int = eqx.field(static=True)
     state_size: int | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        _checks.integer("FunctionOperator", "obs_size", self.obs_size, 1)
+        _checks.optional_integer("FunctionOperator", "state_size", self.state_size, 1)
+        if self.state_size is not None:
+            self.check_output(self.state_size)
+
+    def check_output(self, d: int) -> None:
+        """Raise an [`assimilax.errors.InvalidArgument`][] if `fn` does not map a state of
+        size `d` to `obs_size` values (checked with `jax.eval_shape`: nothing runs)."""
+        x = jax.ShapeDtypeStruct((d,), jnp.result_type(float))
+        out = jax.eval_shape(self.fn, x)
+        shape = getattr(out, "shape", None)
+        if shape != (self.obs_size,):
+            what = f"shape {shape}" if shape is not None else f"{type(out).__name__}"
+            raise invalid(
+                "obs_size", self.obs_size,
+                f"the size of fn's output: fn maps a state of size {d} to {what}, not "
+                f"({self.obs_size},)",
+                owner="FunctionOperator",
+            )
+
+    def check_state_size(self, d: int) -> None:
+        super().check_state_size(d)
+        self.check_output(d)
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " p"]:
         return self.fn(x)
@@ -319,16 +368,19 @@ class DiagonalGaussianNoise(AbstractObservationNoise):
     size: int = eqx.field(static=True)
 
     def __init__(self, std: Float[ArrayLike, "p"] | float, size: int | None = None):
+        # The values are checked before the cast to the working dtype: 1e39 would be inf
+        # in float32, and 1e-30 a standard deviation whose variance underflows.
+        _check_std(std)
         std = jnp.asarray(std, dtype=jnp.result_type(float))
         if std.ndim == 0:
             if size is None:
-                raise ValueError("DiagonalGaussianNoise with a scalar std needs `size`.")
+                raise InvalidArgument("DiagonalGaussianNoise with a scalar std needs `size`.")
+            _checks.integer("DiagonalGaussianNoise", "size", size, 1)
             std = jnp.full((size,), std)
         elif size is not None and std.shape != (size,):
-            raise ValueError(f"DiagonalGaussianNoise: std has shape {std.shape}, expected ({size},).")
-        if std.ndim != 1:
-            raise ValueError(f"DiagonalGaussianNoise: std must be 1-D, got shape {std.shape}.")
-        _check_concrete_positive(std, "observation noise std")
+            raise InvalidArgument(f"DiagonalGaussianNoise: std has shape {std.shape}, expected ({size},).")
+        if std.ndim != 1 or std.shape[0] == 0:
+            raise InvalidArgument(f"DiagonalGaussianNoise: std must be a non-empty 1-D array, got shape {std.shape}.")
         self.std = std
         self.size = std.shape[0]
 
@@ -355,21 +407,19 @@ class DenseGaussianNoise(AbstractObservationNoise):
     size: int = eqx.field(static=True)
 
     def __init__(self, covariance: Float[ArrayLike, "p p"]):
+        if jnp.ndim(covariance) != 2 or jnp.shape(covariance)[0] != jnp.shape(covariance)[1] or not jnp.size(covariance):
+            raise InvalidArgument(
+                f"DenseGaussianNoise: covariance must be square, got {jnp.shape(covariance)}."
+            )
+        if not _is_tracer(covariance):
+            # Checked in float64, before the cast to the working dtype (see DiagonalGaussianNoise).
+            c = np.asarray(covariance, dtype=np.float64)
+            _checks.symmetric_psd("DenseGaussianNoise", "covariance", c, definite=True, tolerance=1e-8)
+            _checks.float32_variances(
+                "DenseGaussianNoise", "covariance", np.diag(c),
+                lambda i: f"covariance[{i[0]}, {i[0]}] = {c[i[0], i[0]]:.3g}",
+            )
         cov = jnp.asarray(covariance, dtype=jnp.result_type(float))
-        if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-            raise ValueError(f"DenseGaussianNoise: covariance must be square, got {cov.shape}.")
-        if not _is_tracer(cov):
-            c = np.asarray(cov)
-            if not np.all(np.isfinite(c)):
-                raise ValueError("DenseGaussianNoise: covariance contains NaN or inf.")
-            if not np.allclose(c, c.T, atol=1e-8 * np.abs(c).max()):
-                raise ValueError("DenseGaussianNoise: covariance is not symmetric.")
-            lam = np.linalg.eigvalsh(c)
-            if lam.min() <= 0:
-                raise ValueError(
-                    "DenseGaussianNoise: covariance must be positive definite "
-                    f"(smallest eigenvalue {lam.min():.3g})."
-                )
         self.cov = cov
         self.size = cov.shape[0]
 
@@ -401,14 +451,30 @@ def _is_tracer(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def _check_concrete_positive(x: Array, what: str) -> None:
-    if _is_tracer(x):
+def _check_std(std: object) -> None:
+    """A diagonal noise's standard deviations: finite, > 0, and a variance ``std**2`` that
+    is a normal, finite float32 number (``std`` in about ``[1.1e-19, 1.8e19]``)."""
+    if _is_tracer(std):
         return
-    a = np.asarray(x)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what} contains NaN or inf: {a}.")
+    a = np.asarray(std, dtype=np.float64)
+
+    def show(index: tuple[int, ...]) -> str:
+        return f"{_checks.index_text('std', index)} = {a[index]:.6g}"
+
+    bad = ~np.isfinite(a)
+    if np.any(bad):
+        raise InvalidArgument(
+            f"DiagonalGaussianNoise: {show(_checks.first_bad(bad))}: observation noise std "
+            "contains NaN or inf; must be finite and strictly positive."
+        )
     if np.any(a <= 0):
-        raise ValueError(f"{what} must be strictly positive, got min {a.min()}.")
+        raise InvalidArgument(
+            f"DiagonalGaussianNoise: {show(_checks.first_bad(a <= 0))}: observation noise std "
+            f"must be strictly positive, with a variance std**2 that is {VARIANCE_RANGE}."
+        )
+    with np.errstate(over="ignore"):  # std**2 = inf is refused as an overflow
+        variances = a**2
+    _checks.float32_variances("DiagonalGaussianNoise", "std", variances, lambda i: f"{show(i)}, std**2")
 
 
 # --------------------------------------------------------------------------------------
@@ -430,7 +496,7 @@ class ObservationModel(eqx.Module):
 
     def __check_init__(self):
         if self.operator.obs_size != self.noise.size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"ObservationModel: operator {type(self.operator).__name__} returns "
                 f"{self.operator.obs_size} values but the noise has size {self.noise.size}."
             )
@@ -450,18 +516,58 @@ class ObservationModel(eqx.Module):
         """Draw ``y = A(x) + e``."""
         return self.operator(x) + self.noise.sample(key)
 
-    def check(self, y: ArrayLike, state_size: int, name: str = "observations") -> None:
+    def check(
+        self, y: ArrayLike, state_size: int, name: str = "observations", dtype: object = None
+    ) -> None:
         """Validate observations ``y`` of shape ``(..., p)`` before any long computation.
 
-        Shapes are checked always; values (no inf) only when `y` is concrete, i.e. not a
-        tracer inside a caller's `jit`.
+        Raises an [`assimilax.errors.InvalidArgument`][] if the operator cannot act on
+        states of size `state_size` (a [`FunctionOperator`][] is traced once with
+        `jax.eval_shape` to check its output size), and an
+        [`assimilax.errors.InvalidData`][] for observations of the wrong shape, with inf
+        (NaN marks a missing value), or beyond the range of `dtype`, the working dtype
+        they are cast to (default: the default float dtype, float32 unless x64 is on): a
+        float64 value above 3.4e38 would become inf in float32.  The message names the
+        index of the first bad value (time and observation for a ``(T, p)`` sequence).
+
+        Shapes are checked always; values only when `y` is concrete, i.e. not a tracer
+        inside a caller's `jit`.
         """
         shape = jnp.shape(y)
         self.operator.check_state_size(state_size)
         if len(shape) == 0 or shape[-1] != self.obs_size:
-            raise ValueError(
+            raise InvalidData(
                 f"{name} have shape {shape}, but the observation operator "
                 f"{type(self.operator).__name__} returns {self.obs_size} values per time."
             )
-        if not _is_tracer(y) and np.any(np.isinf(np.asarray(y))):
-            raise ValueError(f"{name} contain inf (use NaN for missing observations).")
+        if _is_tracer(y):
+            return
+        values = np.asarray(y)
+        if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+            raise InvalidData(f"{name} must hold real numbers, got dtype {values.dtype}.")
+        if np.any(np.isinf(values)):
+            index = _checks.first_bad(np.isinf(values))
+            raise InvalidData(
+                f"{name} contain inf {_where(name, index)} (use NaN for missing observations)."
+            )
+        dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+        with np.errstate(over="ignore"):
+            cast = values.astype(dtype)
+        overflow = np.isinf(cast) & np.isfinite(values)
+        if np.any(overflow):
+            index = _checks.first_bad(overflow)
+            raise InvalidData(
+                f"{name} hold {values[index]:.6g} {_where(name, index)}, beyond the range of the "
+                f"working dtype {dtype} (largest {jnp.finfo(dtype).max:.3g}): it would become inf "
+                "and be read as missing; rescale the observations (or use float64 particles)."
+            )
+
+
+def _where(name: str, index: tuple[int, ...]) -> str:
+    """``at time t, observation j (observations[t, j])`` for a ``(T, p)`` index."""
+    at = f"({_checks.index_text(name, index)})"
+    if len(index) == 2:
+        return f"at time {index[0]}, observation {index[1]} {at}"
+    if len(index) == 1:
+        return f"at observation {index[0]} {at}"
+    return at

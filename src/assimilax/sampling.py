@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from . import _checks
+from .errors import InvalidArgument
 from .schedules import AbstractSchedule, EDMSchedule
 from .solvers import AdamsBashforth3, DPMSolverPP2S
 
@@ -61,6 +63,9 @@ class SwitchedDenoiser(eqx.Module):
     above: DenoiseFn
     below: DenoiseFn
     level: float
+
+    def __check_init__(self):
+        _checks.scalar("SwitchedDenoiser", "level", self.level, "a number > 0 (inf: always below)", lambda v: v > 0)
 
     def __call__(self, x: Float[Array, " d"], sigma: Float[Array, ""]) -> Float[Array, " d"]:
         return jax.lax.cond(jnp.asarray(sigma) <= self.level, self.below, self.above, x, sigma)
@@ -83,6 +88,17 @@ class Churn(eqx.Module):
     sigma_max: float = float("inf")
     noise_inflation: float = 1.05
 
+    def __check_init__(self):
+        _checks.non_negative("Churn", "churn", self.churn)
+        _checks.scalar("Churn", "sigma_min", self.sigma_min, "a number >= 0 (not NaN)", lambda v: v >= 0)
+        if not _checks.is_tracer(self.sigma_min):
+            _checks.scalar(
+                "Churn", "sigma_max", self.sigma_max,
+                f"a number >= sigma_min = {float(self.sigma_min):.6g} (inf: no upper bound)",
+                lambda v: v >= float(self.sigma_min),
+            )
+        _checks.positive("Churn", "noise_inflation", self.noise_inflation)
+
     def gamma(self, sigma: Float[Array, ""], n_levels: int) -> Float[Array, ""]:
         """The level increase factor at `sigma`."""
         g = min(self.churn / n_levels, 2**0.5 - 1)
@@ -95,6 +111,12 @@ class LangevinCorrector(eqx.Module):
 
     steps: int = eqx.field(static=True, default=2)
     delta: float = 0.2
+
+    def __check_init__(self):
+        _checks.integer(
+            "LangevinCorrector", "steps", self.steps, 1, why="use corrector=None for no corrector"
+        )
+        _checks.positive("LangevinCorrector", "delta", self.delta)
 
     def __call__(
         self,
@@ -138,8 +160,10 @@ class Sampler(eqx.Module):
     unroll: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
-        if self.n_levels < 2:
-            raise ValueError(f"Sampler needs n_levels >= 2, got {self.n_levels}.")
+        _checks.integer(
+            "Sampler", "n_levels", self.n_levels, 2,
+            why="n_levels >= 2: at least one ODE step before the final denoising step",
+        )
 
     @property
     def sigma_max(self) -> float:
@@ -198,7 +222,7 @@ class Sampler(eqx.Module):
         named in the class docstring."""
         levels = self._static_levels(dtype)
         if levels is None:
-            raise ValueError("Sampler.calls needs a schedule with concrete (untraced) parameters.")
+            raise InvalidArgument("Sampler.calls needs a schedule with concrete (untraced) parameters.")
         evaluations = np.concatenate([*self._step_evaluations(levels), levels[-1:]])
         below = int(np.sum(evaluations <= switch))
         return DenoiserCalls(evaluations.size - below, below)

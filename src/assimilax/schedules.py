@@ -9,11 +9,16 @@ noisy variable ``x_t = alpha_t x + sigma_t eps`` is the rescaled ``x_t / alpha_t
 """
 
 import abc
+import math
 
 import equinox as eqx
 from equinox import AbstractVar
 import jax.numpy as jnp
 from jaxtyping import Array, Float, ArrayLike
+
+from . import _checks
+from ._checks import F32_MAX, F32_TINY
+from .errors import invalid
 
 
 class AbstractSchedule(eqx.Module):
@@ -43,17 +48,23 @@ class EDMSchedule(AbstractSchedule):
     rho: float = 6.0
 
     def __check_init__(self):
-        if not (0.0 < self.sigma_min < self.sigma_max):
-            raise ValueError(
-                f"EDMSchedule needs 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min},"
-                f" sigma_max={self.sigma_max}."
+        # The levels are used in float32: both ends must be normal, finite float32 numbers.
+        _checks.scalar(
+            "EDMSchedule", "sigma_max", self.sigma_max,
+            f"a finite number in float32 (at most {F32_MAX:.3g})",
+            lambda v: 0 < v <= F32_MAX,
+        )
+        if not _checks.is_tracer(self.sigma_max):
+            _checks.scalar(
+                "EDMSchedule", "sigma_min", self.sigma_min,
+                f"in [{F32_TINY:.3g}, sigma_max = {float(self.sigma_max):.6g}) "
+                "(0 < sigma_min < sigma_max, a normal float32 number)",
+                lambda v: F32_TINY <= v < float(self.sigma_max),
             )
-        if self.rho <= 0:
-            raise ValueError(f"EDMSchedule needs rho > 0, got rho={self.rho}.")
+        _checks.scalar("EDMSchedule", "rho", self.rho, "finite, rho > 0", lambda v: 0 < v < math.inf)
 
     def levels(self, n: int) -> Float[Array, " n"]:
-        if n < 1:
-            raise ValueError(f"Need at least one noise level, got n={n}.")
+        _checks.integer("EDMSchedule.levels", "n", n, 1, why="at least one noise level")
         if n == 1:
             return jnp.asarray([self.sigma_max])
         i = jnp.arange(n) / (n - 1)
@@ -73,9 +84,12 @@ class CosineSchedule(AbstractSchedule):
     t_max: float = 0.99
 
     def __check_init__(self):
-        if not (0.0 < self.t_min < self.t_max < 1.0):
-            raise ValueError(
-                f"CosineSchedule needs 0 < t_min < t_max < 1, got {self.t_min}, {self.t_max}."
+        if _checks.is_tracer(self.t_min) or _checks.is_tracer(self.t_max):
+            return
+        if not (0.0 < float(self.t_min) < float(self.t_max) < 1.0):
+            bad = "t_min" if not 0.0 < float(self.t_min) < 1.0 else "t_max"
+            raise invalid(
+                bad, getattr(self, bad), "such that 0 < t_min < t_max < 1", owner="CosineSchedule"
             )
 
     def alpha(self, t: Float[ArrayLike, ""]) -> Float[Array, ""]:
@@ -95,7 +109,6 @@ class CosineSchedule(AbstractSchedule):
         return float(jnp.tan(0.5 * jnp.pi * self.t_max))
 
     def levels(self, n: int) -> Float[Array, " n"]:
-        if n < 1:
-            raise ValueError(f"Need at least one noise level, got n={n}.")
+        _checks.integer("CosineSchedule.levels", "n", n, 1, why="at least one noise level")
         t = jnp.linspace(self.t_max, self.t_min, n)
         return jnp.tan(0.5 * jnp.pi * t)

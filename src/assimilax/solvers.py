@@ -24,6 +24,8 @@ import jax.numpy as jnp
 from diffrax import AbstractTerm
 from jaxtyping import Array, Float
 
+from .errors import invalid
+
 _Successful = diffrax.RESULTS.successful
 
 
@@ -128,7 +130,7 @@ def solver_by_name(name: str) -> diffrax.AbstractSolver:
         "dpm2s": DPMSolverPP2S,
     }
     if name not in solvers:
-        raise ValueError(f"unknown solver {name!r}; choose from {sorted(solvers)}.")
+        raise invalid("name", name, f"one of {sorted(solvers)} (unknown solver)", owner="solver_by_name")
     return solvers[name]()
 
 

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar
 
+from . import _checks
+from .errors import invalid
 from .resampling import effective_sample_size
 
 
@@ -27,6 +29,10 @@ class AbstractTempering(eqx.Module):
         self, log_likelihoods: Float[Array, " n"], log_prior_weights: Float[Array, " n"]
     ) -> Scalar:
         """``alpha`` for weights ``log W_i + alpha log g_i``."""
+
+    def check_particles(self, n: int) -> None:
+        """Raise an [`assimilax.errors.InvalidArgument`][] if the rule cannot work with `n`
+        particles; filters call it at trace time, where `n` is a static shape."""
 
 
 class NoTempering(AbstractTempering):
@@ -46,7 +52,11 @@ class ESSBandTempering(AbstractTempering):
     - `min_fraction`, `max_fraction`: the band, as fractions of the number of particles.
     - `iterations`: at most this many bisection steps (each halves the bracket in
       ``log alpha``; 64 steps from ``[log_alpha_min, 0]`` reach float precision).
-    - `log_alpha_min`: the bottom of the bracket.
+    - `log_alpha_min`: the bottom of the bracket, a finite number < 0 (``alpha <= 1``).
+
+    The band must reach one particle at least for the ensemble size ``n``
+    (``max_fraction n >= 1``, the ESS is never below 1): checked when a filter's step is
+    traced.
     """
 
     min_fraction: float = 50 / 256
@@ -55,14 +65,37 @@ class ESSBandTempering(AbstractTempering):
     log_alpha_min: float = -40.0
 
     def __check_init__(self):
-        if not (0.0 < self.min_fraction <= self.max_fraction <= 1.0):
-            raise ValueError(
-                "ESSBandTempering needs 0 < min_fraction <= max_fraction <= 1, got "
-                f"{self.min_fraction}, {self.max_fraction}."
+        owner = "ESSBandTempering"
+        band = "such that 0 < min_fraction <= max_fraction <= 1"
+        _checks.scalar(owner, "min_fraction", self.min_fraction, band, lambda v: 0.0 < v <= 1.0)
+        if not _checks.is_tracer(self.min_fraction):
+            _checks.scalar(
+                owner, "max_fraction", self.max_fraction,
+                f"{band} (min_fraction = {float(self.min_fraction):.6g})",
+                lambda v: float(self.min_fraction) <= v <= 1.0,
+            )
+        _checks.integer(owner, "iterations", self.iterations, 1, why="bisection steps")
+        _checks.scalar(
+            owner, "log_alpha_min", self.log_alpha_min,
+            "a finite number < 0 (the bottom of the bracket of log alpha; alpha <= 1)",
+            lambda v: -float("inf") < v < 0,
+        )
+
+    def check_particles(self, n: int) -> None:
+        if _checks.is_tracer(self.max_fraction):
+            return
+        if float(self.max_fraction) * n < 1:
+            raise invalid(
+                "max_fraction", self.max_fraction,
+                f"at least 1/n = {1 / n:.4g} for n = {n} particles: the ESS band "
+                f"[{float(self.min_fraction) * n:.3g}, {float(self.max_fraction) * n:.3g}] lies below one "
+                "particle (the ESS is at least 1)",
+                owner="ESSBandTempering",
             )
 
     def __call__(self, log_likelihoods, log_prior_weights):
         n = log_likelihoods.shape[0]
+        self.check_particles(n)
         low, high = self.min_fraction * n, self.max_fraction * n
 
         def ess(log_alpha):

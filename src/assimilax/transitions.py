@@ -9,6 +9,7 @@ import jax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .emulators import AbstractEmulator
+from .errors import InvalidArgument
 from .guidance import AbstractGuidance, posterior_denoiser
 from .observations import ObservationModel
 from .sampling import Sampler
@@ -42,7 +43,7 @@ def sample_transition(
 
     if guidance is not None:
         if observation is None or y is None:
-            raise ValueError("A guided transition needs both `observation` and `y`.")
+            raise InvalidArgument("A guided transition needs both `observation` and `y`.")
 
         def observe(z):
             return observation.operator(emulator.to_state(z, history))

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Scalar
 
+from . import _checks
 from .observations import DiagonalGaussianNoise, ObservationModel
 
 
@@ -86,6 +87,10 @@ class GaussianPredictiveWeights(AbstractWeighting):
 
     def __init__(self, covariance: Float[ArrayLike, "d d"]):
         self.covariance = jnp.asarray(covariance)
+
+    def __check_init__(self):
+        # Q may be singular (a noise-free component) but not indefinite.
+        _checks.symmetric_psd("GaussianPredictiveWeights", "covariance", self.covariance, definite=False)
 
     def __call__(self, observation, y, mean):
         operator = observation.operator

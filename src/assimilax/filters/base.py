@@ -14,6 +14,7 @@ from equinox import AbstractVar
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree
 
 from ..emulators import AbstractEmulator
+from ..errors import InvalidArgument, InvalidData
 from ..observations import ObservationModel
 
 
@@ -36,6 +37,8 @@ class Diagnostics(eqx.Module):
     - `ess`: effective sample size of the weights used to resample (before resampling).
     - `alpha`: the tempering exponent of those weights (1 = no inflation).
     - `log_likelihood`: the filter's estimate of ``log p(y[k] | y[:k])``.
+    - `dropped`: particles dropped for being non-finite and replaced by resampling the
+      finite ones (``assimilate(..., on_nonfinite="resample")``; otherwise 0).
 
     Scalars within a cycle; arrays with a leading time axis in a [`FilterOutput`][].
     """
@@ -43,6 +46,7 @@ class Diagnostics(eqx.Module):
     ess: Float[Array, "*T"]
     alpha: Float[Array, "*T"]
     log_likelihood: Float[Array, "*T"]
+    dropped: Int[Array, "*T"] | int = 0
 
 
 class AbstractFilter(eqx.Module):
@@ -63,8 +67,9 @@ class AbstractFilter(eqx.Module):
     def init(self, particles: Float[ArrayLike, "n m d"] | Float[ArrayLike, "n d"]) -> FilterState:
         """The initial, equally weighted state of `particles`.
 
-        Accepts ``(n, d)`` for history length 1, or ``(n, m, d)``.  Raises a `ValueError`
-        naming the problem for a wrong shape or non-finite values.
+        Accepts ``(n, d)`` for history length 1, or ``(n, m, d)``.  Raises an
+        [`assimilax.errors.InvalidData`][] (a `ValueError`) naming the problem for a wrong
+        shape or non-finite values.
         """
         emulator = self.emulator
         p = jnp.asarray(particles)
@@ -72,16 +77,16 @@ class AbstractFilter(eqx.Module):
         if p.ndim == 2 and m == 1:
             p = p[:, None, :]
         if p.ndim != 3 or p.shape[1:] != (m, d):
-            raise ValueError(
+            raise InvalidData(
                 f"initial particles have shape {tuple(jnp.shape(particles))}; expected "
                 f"(n_particles, {m}, {d})" + (f" or (n_particles, {d})" if m == 1 else "")
                 + f" for an emulator with history length {m} and state size {d}."
             )
         if p.shape[0] < 1:
-            raise ValueError("initial ensemble is empty.")
+            raise InvalidData("initial ensemble is empty.")
         if not np.all(np.isfinite(np.asarray(p))):
             bad = np.argwhere(~np.isfinite(np.asarray(p)))[0]
-            raise ValueError(
+            raise InvalidData(
                 f"initial particles contain NaN or inf (first at particle {bad[0]}, history "
                 f"{bad[1]}, component {bad[2]})."
             )
@@ -91,14 +96,58 @@ class AbstractFilter(eqx.Module):
 
 
 def check_observations(
-    observation: ObservationModel | None, observations: ArrayLike, state_size: int
+    observation: ObservationModel | None,
+    observations: ArrayLike,
+    state_size: int,
+    dtype: object = None,
 ) -> None:
     """Validate a ``(T, p)`` observation sequence against the observation model.
+
+    `dtype` is the working dtype the observations are cast to, the particles' (default:
+    the default float dtype); values beyond its range (a float64 1e39 against float32
+    particles) are refused, as they would become inf.  Raises an
+    [`assimilax.errors.InvalidData`][] naming the time and observation index of the first
+    bad value (see [`assimilax.ObservationModel.check`][assimilax.observations.ObservationModel.check]).
 
     Shapes are checked always; values only when concrete (not inside a caller's `jit`).
     """
     shape = jnp.shape(observations)
     if len(shape) != 2:
-        raise ValueError(f"observations must have shape (times, obs_size), got {shape}.")
+        raise InvalidData(f"observations must have shape (times, obs_size), got {shape}.")
     if observation is not None:
-        observation.check(observations, state_size)
+        observation.check(observations, state_size, dtype=dtype)
+
+
+def check_step(filt: AbstractFilter, state: FilterState, y: ArrayLike, min_particles: int = 1) -> None:
+    """What every filter's `step` checks at trace time, before anything runs.
+
+    - `y` has shape ``(obs_size,)`` (an [`assimilax.errors.InvalidData`][] otherwise: a
+      wrong length would broadcast silently);
+    - the operator acts on the particles' state size (and a
+      [`assimilax.FunctionOperator`][assimilax.observations.FunctionOperator] returns
+      `obs_size` values for it);
+    - at least `min_particles` particles (2 for the ensemble Kalman filters, whose
+      anomalies divide by ``n - 1``) and a tempering rule that can reach its ESS band
+      with them (an [`assimilax.errors.InvalidArgument`][] otherwise).
+
+    Shapes are static, so these are Python checks even inside `jit`.
+    """
+    name = type(filt).__name__
+    n = state.particles.shape[0]
+    if n < min_particles:
+        raise InvalidArgument(
+            f"{name}: n_particles = {n}: must be at least {min_particles}"
+            + (" (the ensemble anomalies need n >= 2)" if min_particles == 2 else "")
+            + "."
+        )
+    observation = getattr(filt, "observation", None)
+    if observation is not None:
+        if jnp.shape(y) != (observation.obs_size,):
+            raise InvalidData(
+                f"{name}.step: y has shape {jnp.shape(y)}: must be ({observation.obs_size},), one "
+                f"value per observation of {type(observation.operator).__name__} (NaN where missing)."
+            )
+        observation.operator.check_state_size(state.particles.shape[-1])
+    tempering = getattr(filt, "tempering", None)
+    if tempering is not None:
+        tempering.check_particles(n)

@@ -39,7 +39,8 @@ from ..sampling import Sampler
 from ..sharding import glue_histories as glue_histories, glue_particles, replicate
 from ..tempering import AbstractTempering, ESSBandTempering
 from ..weighting import AbstractWeighting, DiracWeights
-from .base import AbstractFilter, Diagnostics, FilterState
+from ..errors import InvalidArgument
+from .base import AbstractFilter, Diagnostics, FilterState, check_step
 from .fa_apf import guided_proposals, predictive_means
 
 
@@ -74,12 +75,12 @@ class BlockFAAPF(AbstractFilter):
     def __check_init__(self):
         loc = self.localisation
         if loc.state_size != self.emulator.state_size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"BlockFAAPF: the localisation has {loc.state_size} state components, "
                 f"the emulator's state has {self.emulator.state_size}."
             )
         if loc.obs_size != self.observation.obs_size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"BlockFAAPF: the localisation assigns {loc.obs_size} observations, the "
                 f"observation model returns {self.observation.obs_size}."
             )
@@ -92,6 +93,7 @@ class BlockFAAPF(AbstractFilter):
         forcing: PyTree = None,
     ) -> tuple[Int[Array, "b n"], Diagnostics]:
         """Steps 1-2 with the cycle's `key`: each block's ancestors and the diagnostics."""
+        check_step(self, state, y)
         n = state.particles.shape[0]
         loc = self.localisation
         k_mean, k_res, _ = jax.random.split(key, 3)
@@ -122,6 +124,7 @@ class BlockFAAPF(AbstractFilter):
         key: PRNGKeyArray,
         forcing: PyTree = None,
     ) -> tuple[FilterState, Diagnostics]:
+        check_step(self, state, y)
         ancestors, diag = self.first_stage(state, y, key, forcing)
         k_prop = jax.random.split(key, 3)[2]
         histories = glue_particles(state.particles, ancestors, self.localisation)

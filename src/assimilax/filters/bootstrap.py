@@ -20,7 +20,8 @@ from ..resampling import (
 from ..sampling import Sampler
 from ..sharding import replicate, take_particles
 from ..transitions import forecast_ensemble
-from .base import AbstractFilter, Diagnostics, FilterState
+from .. import _checks
+from .base import AbstractFilter, Diagnostics, FilterState, check_step
 
 
 class BootstrapPF(AbstractFilter):
@@ -30,7 +31,8 @@ class BootstrapPF(AbstractFilter):
 
     - `emulator`, `observation`, `sampler`: the model, the observation model, the sampler.
     - `resampler`: default systematic.
-    - `resample_threshold`: resample when ``ESS < resample_threshold n`` (1 = always).
+    - `resample_threshold`: resample when ``ESS < resample_threshold n``, in ``[0, 1]``
+      (1 = always, 0 = never).
     """
 
     emulator: AbstractEmulator
@@ -39,7 +41,14 @@ class BootstrapPF(AbstractFilter):
     resampler: AbstractResampler = Systematic()
     resample_threshold: float = 1.0
 
+    def __check_init__(self):
+        _checks.scalar(
+            "BootstrapPF", "resample_threshold", self.resample_threshold,
+            "a number in [0, 1] (1 = always resample, 0 = never)", lambda v: 0.0 <= v <= 1.0,
+        )
+
     def step(self, state, y, key, forcing=None):
+        check_step(self, state, y)
         n = state.particles.shape[0]
         k_res, k_prop = jax.random.split(key)
         prior = normalise(state.log_weights)

@@ -19,18 +19,27 @@ from ..observations import ObservationModel
 from ..sampling import Sampler
 from ..transitions import forecast_ensemble
 from ..weighting import masked_gaussian_log_pdf
-from .base import AbstractFilter, Diagnostics, FilterState
+from .. import _checks
+from .base import AbstractFilter, Diagnostics, FilterState, check_step
 
 
 class StochasticEnKF(AbstractFilter):
-    """Perturbed-observation EnKF with multiplicative inflation and no localisation."""
+    """Perturbed-observation EnKF with multiplicative inflation and no localisation.
+
+    `inflation` (a finite number > 0, 1 = none) multiplies the forecast anomalies; the
+    ensemble needs at least 2 members (checked when the step is traced).
+    """
 
     emulator: AbstractEmulator
     observation: ObservationModel
     sampler: Sampler
     inflation: float = 1.0
 
+    def __check_init__(self):
+        _checks.positive("StochasticEnKF", "inflation", self.inflation)
+
     def step(self, state, y, key, forcing=None):
+        check_step(self, state, y, min_particles=2)
         n = state.particles.shape[0]
         k_prop, k_pert = jax.random.split(key)
         x = forecast_ensemble(self.emulator, self.sampler, k_prop, state.particles, forcing)

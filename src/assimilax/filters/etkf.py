@@ -29,7 +29,8 @@ from ..emulators import AbstractEmulator, push_history
 from ..observations import AbstractObservationNoise, DiagonalGaussianNoise, ObservationModel
 from ..sampling import Sampler
 from ..transitions import forecast_ensemble
-from .base import AbstractFilter, Diagnostics, FilterState
+from .. import _checks
+from .base import AbstractFilter, Diagnostics, FilterState, check_step
 
 
 def whiten(
@@ -137,8 +138,7 @@ class ETKF(AbstractFilter):
     inflation: float = 1.0
 
     def __check_init__(self):
-        if not self.inflation > 0:
-            raise ValueError(f"ETKF: inflation must be positive, got {self.inflation}.")
+        _checks.positive("ETKF", "inflation", self.inflation)
 
     def step(
         self,
@@ -147,6 +147,7 @@ class ETKF(AbstractFilter):
         key: PRNGKeyArray,
         forcing: PyTree = None,
     ) -> tuple[FilterState, Diagnostics]:
+        check_step(self, state, y, min_particles=2)
         n = state.particles.shape[0]
         mean, anomalies, s, delta, mask = forecast_and_observe(self, state, y, key, forcing)
         w, u, g, sigma, proj = transform(s, delta)

@@ -7,7 +7,7 @@ from ..emulators import AbstractEmulator, push_history
 from ..observations import ObservationModel
 from ..sampling import Sampler
 from ..transitions import forecast_ensemble
-from .base import AbstractFilter, Diagnostics, FilterState
+from .base import AbstractFilter, Diagnostics, FilterState, check_step
 
 
 class EnsembleForecast(AbstractFilter):
@@ -22,6 +22,7 @@ class EnsembleForecast(AbstractFilter):
     observation: ObservationModel | None = None
 
     def step(self, state, y, key, forcing=None):
+        check_step(self, state, y)
         n = state.particles.shape[0]
         x = forecast_ensemble(self.emulator, self.sampler, key, state.particles, forcing)
         particles = jax.vmap(push_history)(state.particles, x)

@@ -26,7 +26,8 @@ from ..emulators import AbstractEmulator, push_history
 from ..geometry import DistanceLocalisation, nearest_observations
 from ..observations import ObservationModel
 from ..sampling import Sampler
-from .base import AbstractFilter, Diagnostics, FilterState
+from .. import _checks
+from .base import AbstractFilter, Diagnostics, FilterState, check_step
 from .etkf import forecast_and_observe, innovation_log_likelihood, transform
 
 
@@ -55,16 +56,14 @@ class LETKF(AbstractFilter):
     batch_size: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        if not self.inflation > 0:
-            raise ValueError(f"LETKF: inflation must be positive, got {self.inflation}.")
+        _checks.positive("LETKF", "inflation", self.inflation)
         self.localisation.check(self.emulator.state_size, self.observation.obs_size)
-        if self.max_local_obs is not None and not 1 <= self.max_local_obs <= self.observation.obs_size:
-            raise ValueError(
-                f"LETKF: max_local_obs must be in [1, {self.observation.obs_size}] (the number of "
-                f"observations), got {self.max_local_obs}."
+        if self.max_local_obs is not None:
+            _checks.integer(
+                "LETKF", "max_local_obs", self.max_local_obs, 1, self.observation.obs_size,
+                why="at most the number of observations",
             )
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"LETKF: batch_size must be positive, got {self.batch_size}.")
+        _checks.optional_integer("LETKF", "batch_size", self.batch_size, 1)
 
     def step(
         self,
@@ -73,6 +72,7 @@ class LETKF(AbstractFilter):
         key: PRNGKeyArray,
         forcing: PyTree = None,
     ) -> tuple[FilterState, Diagnostics]:
+        check_step(self, state, y, min_particles=2)
         n = state.particles.shape[0]
         mean, anomalies, s, delta, mask = forecast_and_observe(self, state, y, key, forcing)
 

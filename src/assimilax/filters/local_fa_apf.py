@@ -42,7 +42,9 @@ from ..resampling import AbstractResampler, Systematic, check_weights, effective
 from ..sampling import Sampler
 from ..sharding import glue_histories
 from ..tempering import AbstractTempering, ESSBandTempering
-from .base import AbstractFilter, Diagnostics, FilterState
+from .. import _checks
+from ..errors import InvalidArgument
+from .base import AbstractFilter, Diagnostics, FilterState, check_step
 from .fa_apf import guided_proposals, predictive_means
 
 
@@ -97,15 +99,14 @@ class LocalFAAPF(AbstractFilter):
 
     def __check_init__(self):
         if not isinstance(self.observation.noise, DiagonalGaussianNoise):
-            raise ValueError(
+            raise InvalidArgument(
                 "LocalFAAPF needs independent observation noise (DiagonalGaussianNoise), got "
                 f"{type(self.observation.noise).__name__}."
             )
         self.localisation.check(self.emulator.state_size, self.observation.obs_size)
-        if not self.inflation > 0:
-            raise ValueError(f"LocalFAAPF: inflation must be positive, got {self.inflation}.")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"LocalFAAPF: batch_size must be positive, got {self.batch_size}.")
+        _checks.positive("LocalFAAPF", "inflation", self.inflation)
+        _checks.non_negative("LocalFAAPF", "predictive_variance", self.predictive_variance)
+        _checks.optional_integer("LocalFAAPF", "batch_size", self.batch_size, 1)
 
     def first_stage(
         self,
@@ -116,6 +117,7 @@ class LocalFAAPF(AbstractFilter):
     ) -> tuple[Int[Array, "d n"], Float[Array, "d n"], Diagnostics]:
         """Steps 1-3 with the cycle's `key`: each component's ancestors, its normalised
         first-stage log-weights, and the diagnostics."""
+        check_step(self, state, y)
         n = state.particles.shape[0]
         k_mean, k_res, _ = jax.random.split(key, 3)
         mu = predictive_means(self.emulator, self.sampler.sigma_max, k_mean, state.particles, forcing)
@@ -147,6 +149,7 @@ class LocalFAAPF(AbstractFilter):
         key: PRNGKeyArray,
         forcing: PyTree = None,
     ) -> tuple[FilterState, Diagnostics]:
+        check_step(self, state, y)
         ancestors, _, diag = self.first_stage(state, y, key, forcing)
         k_prop = jax.random.split(key, 3)[2]
         d = state.particles.shape[-1]

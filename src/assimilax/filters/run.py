@@ -66,7 +66,9 @@ def filter_scan(
 
     **Returns:** the final state and a [`FilterOutput`][].
     """
-    check_observations(getattr(filt, "observation", None), observations, filt.emulator.state_size)
+    check_observations(
+        getattr(filt, "observation", None), observations, filt.emulator.state_size, state.particles.dtype
+    )
     layout = ParticleLayout() if layout is None else layout
     layout.check_particles(state.particles.shape[0])
     observations = layout.put(jax.numpy.asarray(observations, state.particles.dtype), sharded=False)
