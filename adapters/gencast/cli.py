@@ -4,6 +4,7 @@ import argparse
 import sys
 import time
 
+from assimilax.errors import RunFailed
 from assimilax.run_options import add_run_options, layout_from_args
 
 from .experiment import FILTERS, KEEP, MMPS_SOLVERS, OBSERVATIONS, PRESET_SETTINGS, SOLVERS, GenCastExperiment
@@ -91,32 +92,35 @@ def main(args: argparse.Namespace) -> int:
     """Run the experiment from parsed arguments; returns the exit status."""
     from . import experiment
 
+    # Errors propagate: assimilax.cli.main prints them as one line with the exit status.
+    given = {
+        "particles": args.particles, "levels": args.levels, "solver": args.solver,
+        "corrector_steps": args.corrector_steps, "langevin_delta": args.langevin_delta,
+        "mmps_solver": args.mmps_solver, "cg_iterations": args.cg_iterations,
+        "ess_band": None if args.ess_band is None else tuple(args.ess_band),
+    }
+    cfg = experiment_config(args.preset, {k: v for k, v in given.items() if v is not None}, dict(
+        checkpoint=args.checkpoint, stats=args.stats, truth=args.truth,
+        cycles=args.cycles, start=args.start, observe=tuple(args.observe),
+        observe_every=args.observe_every, obs_std=args.obs_std, space=args.space,
+        guidance_max_sigma=args.guidance_max_sigma,
+        filters=tuple(dict.fromkeys(args.filters)), noise=args.noise, attention=args.attention,
+        seed=args.seed, keep=args.keep,
+        block_tiles=None if args.block_tiles is None else tuple(args.block_tiles),
+        observations=args.observations, obs_dir=args.obs_dir, obs_networks=tuple(args.obs_network),
+        regrid_observations=args.regrid_observations,
+    ))
+    layout = layout_from_args(args)
+    start = time.perf_counter()
     try:
-        given = {
-            "particles": args.particles, "levels": args.levels, "solver": args.solver,
-            "corrector_steps": args.corrector_steps, "langevin_delta": args.langevin_delta,
-            "mmps_solver": args.mmps_solver, "cg_iterations": args.cg_iterations,
-            "ess_band": None if args.ess_band is None else tuple(args.ess_band),
-        }
-        cfg = experiment_config(args.preset, {k: v for k, v in given.items() if v is not None}, dict(
-            checkpoint=args.checkpoint, stats=args.stats, truth=args.truth,
-            cycles=args.cycles, start=args.start, observe=tuple(args.observe),
-            observe_every=args.observe_every, obs_std=args.obs_std, space=args.space,
-            guidance_max_sigma=args.guidance_max_sigma,
-            filters=tuple(dict.fromkeys(args.filters)), noise=args.noise, attention=args.attention,
-            seed=args.seed, keep=args.keep,
-            block_tiles=None if args.block_tiles is None else tuple(args.block_tiles),
-            observations=args.observations, obs_dir=args.obs_dir, obs_networks=tuple(args.obs_network),
-            regrid_observations=args.regrid_observations,
-        ))
-        layout = layout_from_args(args)
-        start = time.perf_counter()
         ds = experiment.run(
-            cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart
+            cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart,
+            checkpoint_every=args.checkpoint_every, on_nonfinite=args.on_nonfinite,
         )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"assimilax gencast: error: {e}", file=sys.stderr)
-        return 2
+    except RunFailed as failed:  # the finished filters were written: show them, then fail
+        if failed.dataset is not None:
+            print("\n" + experiment.summary_table(failed.dataset))
+        raise
     print()
     print(experiment.summary_table(ds))
     print(f"wrote {args.output}/gencast_assimilation.nc, skill_spread.png, maps.png, summary.txt "
@@ -125,7 +129,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python -m assimilax_adapters.gencast.cli ... (before the entry point is registered)
-    parser = argparse.ArgumentParser(prog="assimilax")
-    register(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args()
-    sys.exit(parsed.func(parsed))
+    from assimilax.cli import main as assimilax_main
+
+    sys.exit(assimilax_main(sys.argv[1:]))

@@ -473,11 +473,17 @@ def run(
     *,
     layout: ax.sharding.ParticleLayout | None = None,
     restart: bool = False,
+    checkpoint_every: int = 10,
+    on_nonfinite: str = "stop",
 ) -> xr.Dataset:
     """Run the experiment; with `output`, write NetCDF, figures and a summary there.
 
     `layout` splits the particles over devices and chunks the denoiser work (results equal
-    to floating-point rounding); `restart` ignores checkpoints of another run.
+    to floating-point rounding); `restart` ignores checkpoints of another run;
+    `checkpoint_every` is the checkpoint interval in cycles; `on_nonfinite` the policy of
+    [`assimilax.assimilate`][assimilax.assimilate.assimilate].  A filter that turns
+    non-finite does not stop the others: the finished ones are written, the failed ones
+    named in ``failed_filters`` and the summary, then `assimilax.errors.RunFailed` is raised.
     """
     layout = ax.sharding.ParticleLayout() if layout is None else layout
     layout.check_particles(cfg.particles)
@@ -497,28 +503,26 @@ def run(
     observations[:, missing_over_land(observation, np.asarray(emulator.filled))] = np.nan
     ensemble = np.broadcast_to(history, (cfg.particles,) + history.shape)
     out_dir = None if output is None else Path(output)
-    if out_dir is not None:
-        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    results, seconds = {}, {}
-    for name, filt in filters.items():
-        times: list[float] = []
-        ckpt = None if out_dir is None else out_dir / "checkpoints" / f"{name}.npz"
-        _, res = ax.assimilate(
-            filt, filt.init(ensemble), observations, k_filter, jax.tree.map(jnp.asarray, forcings),
-            checkpoint=ckpt, checkpoint_mismatch="restart" if restart else "error",
-            progress=progress, description=f"{name:>9}",
-            on_cycle=lambda t, d, s, times=times: times.append(s), keep=cfg.keep, layout=layout,
-        )
-        results[name], seconds[name] = res, times
-    result = _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_fields, target_times)
+    runs = ax.experiment.run_filters(
+        filters, ensemble, observations, k_filter, forcings,
+        checkpoints=None if out_dir is None else out_dir / "checkpoints", restart=restart,
+        progress=progress, keep=cfg.keep, layout=layout, on_nonfinite=on_nonfinite,
+        checkpoint_every=checkpoint_every,
+    )
+    if not runs.results:
+        raise ax.errors.RunFailed(runs.failures)
+    result = _dataset(cfg, emulator, filters, runs, truth, observations, obs_fields, target_times)
     if out_dir is not None:
         result.to_netcdf(out_dir / "gencast_assimilation.nc")
         _figures(cfg, result, out_dir)
         (out_dir / "summary.txt").write_text(summary_table(result))
+    if runs.failures:
+        raise ax.errors.RunFailed(runs.failures, None if out_dir is None else str(out_dir), dataset=result)
     return result
 
 
-def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_fields, times) -> xr.Dataset:
+def _dataset(cfg, emulator, filters, runs, truth, observations, obs_fields, times) -> xr.Dataset:
+    results = runs.results
     names = list(results)
     flds = fields(emulator)
     field_names = [f"{n}" if lv is None else f"{n}_{lv}" for n, lv in flds]
@@ -536,9 +540,9 @@ def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_
     per = {n: field_scores(emulator, results[n], truth) for n in names}
     for score in per[names[0]]:
         data[score] = (("filter", "time", "field"), np.stack([per[n][score] for n in names]))
-    for diag in ("ess", "alpha", "log_likelihood"):
+    for diag in ("ess", "alpha", "log_likelihood", "dropped"):
         data[diag] = (("filter", "time"), np.stack([np.asarray(getattr(results[n].diagnostics, diag)) for n in names]))
-    data["seconds"] = (("filter", "time"), np.array([seconds[n] if len(seconds[n]) == len(times) else [np.nan] * (len(times) - len(seconds[n])) + seconds[n] for n in names]))
+    data["seconds"] = (("filter", "time"), np.stack([runs.seconds_per_cycle(n, len(times)) for n in names]))
     data["observations"] = (("time", "observation"), observations)
     data["observation_field"] = ("observation", np.array([f"{n}" if lv is None else f"{n}_{lv}" for n, lv in obs_fields]))
     ds = xr.Dataset(data, coords={**coords, **{k: v for k, v in mean_ds.coords.items() if k not in ("filter", "time")}})
@@ -557,6 +561,7 @@ def _dataset(cfg, emulator, filters, results, seconds, truth, observations, obs_
         "assimilax_version": ax.__version__,
         "observation_space": cfg.space,
         **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
+        "failed_filters": json.dumps(runs.failures),
         **{f"localisation_{n}": _describe_tiles(cfg, f.localisation) for n, f in filters.items() if isinstance(f, ax.BlockFAAPF)},
     })
     return ds
@@ -608,6 +613,7 @@ def summary_table(ds: xr.Dataset) -> str:
         lines.append("")
     for key in ("ess", "alpha", "seconds_per_cycle"):
         lines.append(f"{key:>34} | " + " | ".join(f"{rows[n][key]:16.4g} {'':>17}" for n in names))
+    lines += ax.experiment.failed_lines(ds)
     return "\n".join(lines) + "\n"
 
 

@@ -104,7 +104,10 @@ def main(args: argparse.Namespace) -> int:
     layout = layout_from_args(args)
     start = time.perf_counter()
     try:
-        ds = experiment.run(cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart)
+        ds = experiment.run(
+            cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart,
+            checkpoint_every=args.checkpoint_every,
+        )
     except RunFailed as failed:  # the finished filters were written: show them, then fail
         if failed.dataset is not None:
             print("\n" + experiment.summary_table(failed.dataset))

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 import assimilax
+from assimilax.errors import InvalidData
 
 from .network import Lorenz96Network
 
@@ -135,23 +136,23 @@ def load_emulator(path: str | pathlib.Path | None = None) -> Lorenz96Emulator:
     try:
         config = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{meta_path} is not valid JSON: {e}") from e
+        raise InvalidData(f"{meta_path} is not valid JSON: {e}") from e
     if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise InvalidData(
             f"{meta_path}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}."
         )
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
-        raise ValueError(f"{meta_path} lacks hyper-parameters {missing}.")
+        raise InvalidData(f"{meta_path} lacks hyper-parameters {missing}.")
     skeleton = build_emulator(config)
     try:
         emulator = eqx.tree_deserialise_leaves(path, skeleton)
     except Exception as e:  # shape mismatch, truncated file, wrong format
-        raise ValueError(
+        raise InvalidData(
             f"Weights in {path} do not match the architecture in {meta_path.name} "
             f"(channels={config['channels']}, embed={config['embed']}, "
             f"dilations={config['dilations']}): {e}"
         ) from e
     if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(eqx.filter(emulator, eqx.is_array))):
-        raise ValueError(f"Weights in {path} contain NaN or inf.")
+        raise InvalidData(f"Weights in {path} contain NaN or inf.")
     return emulator

@@ -188,6 +188,7 @@ class TwinExperiment:
 
 
 def _emulator_q(path: str | None) -> float:
+    """The model noise ``q`` the emulator at `path` (default: the shipped one) was trained for."""
     if path is None:
         import importlib.resources
 
@@ -195,7 +196,15 @@ def _emulator_q(path: str | None) -> float:
         meta = Path(str(meta)).with_suffix(".json")
     else:
         meta = Path(path).with_suffix(".json")
-    return float(json.loads(meta.read_text())["q"])
+    try:
+        q = json.loads(meta.read_text())["q"]
+    except (KeyError, TypeError):
+        raise ax.errors.FileFormatError(meta, "lacks 'q', the model noise the emulator was trained for.") from None
+    except json.JSONDecodeError as e:
+        raise ax.errors.FileFormatError(meta, f"is not valid JSON ({e}).") from None
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not q > 0:
+        raise ax.errors.FileFormatError(meta, f"'q' = {q!r}: must be a positive number.")
+    return float(q)
 
 
 def twin_data(cfg: TwinExperiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -207,7 +216,7 @@ def twin_data(cfg: TwinExperiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
         t = load_truth(cfg.truth_path)
         if t.dim != cfg.dim or t.cycles != cfg.cycles or not np.array_equal(np.flatnonzero(cfg.observed), t.obs_idx):
-            raise ValueError(f"the configuration does not match the truth file {cfg.truth_path}; build it with TwinExperiment.from_truth.")
+            raise ax.errors.InvalidArgument(f"the configuration does not match the truth file {cfg.truth_path}; build it with TwinExperiment.from_truth.")
         ensemble = t.xx[0] + cfg.init_std * np.asarray(jax.random.normal(k_init, (cfg.particles, cfg.dim)))
         return t.xx, t.yy, ensemble
     model = Lorenz96(dim=cfg.dim)
@@ -251,7 +260,7 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
     if cfg.uses_trained_emulator():
         emulator = load_emulator(cfg.emulator_path)  # clear errors for missing or bad files
         if abs(_emulator_q(cfg.emulator_path) - cfg.q) > 1e-9:
-            raise ValueError(
+            raise ax.errors.InvalidArgument(
                 f"the emulator at {cfg.emulator_path or 'the shipped weights'} was trained for "
                 f"q = {_emulator_q(cfg.emulator_path)}, but the experiment uses q = {cfg.q}; "
                 "pass --emulator with weights trained for that q, or run only the oracle "
@@ -314,11 +323,18 @@ def run(
     *,
     layout: ax.sharding.ParticleLayout | None = None,
     restart: bool = False,
+    checkpoint_every: int = 10,
 ) -> xr.Dataset:
     """Run the experiment; with `output`, write NetCDF, figures and a summary there.
 
     `layout` splits the particles over devices and chunks the denoiser work (results equal
-    to floating-point rounding); `restart` ignores checkpoints of another run.
+    to floating-point rounding); `restart` ignores checkpoints of another run;
+    `checkpoint_every` is the checkpoint interval in cycles.
+
+    A filter whose analysis turns non-finite (with ``on_nonfinite="stop"``) does not stop
+    the others: the finished filters are written, the failed ones named in the attribute
+    ``failed_filters`` and the summary, and `assimilax.errors.RunFailed` is raised after
+    (its `dataset` holds the results).
 
     Returns the Dataset written to ``<output>/lorenz96_twin.nc``: dimensions ``filter``,
     ``time``, ``particle``, ``variable``; the analysis ensembles, weights, diagnostics,
@@ -340,6 +356,7 @@ def run(
         progress=progress,
         layout=layout,
         on_nonfinite=cfg.on_nonfinite,
+        checkpoint_every=checkpoint_every,
     )
     if not runs.results:
         raise ax.errors.RunFailed(runs.failures)

@@ -18,9 +18,12 @@ with ``F = 8`` and one RK4 step of ``dt = 0.05`` per cycle (the job's model).
 """
 
 import dataclasses
+import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from assimilax.errors import FileFormatError, InvalidData
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +51,7 @@ def _scalar(get, names, path):
         if value is not None:
             a = np.asarray(value, dtype=float)
             if a.size != 1:
-                raise ValueError(f"truth file {path}: '{name}' must be a scalar, got shape {a.shape}.")
+                raise InvalidData(f"truth file {path}: '{name}' must be a scalar, got shape {a.shape}.")
             return name, float(a.reshape(()))
     return None, None
 
@@ -60,52 +63,58 @@ def load_truth(path: str | Path) -> Truth:
     if not path.exists():
         raise FileNotFoundError(f"truth file {path} not found.")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as e:
+            raise FileFormatError(path, f"not a readable .npz truth file ({type(e).__name__}: truncated, empty or of another format).") from None
         get = data.get
         keys = set(data)
     elif path.suffix in (".nc", ".nc4", ".netcdf"):
         import xarray as xr
 
-        with xr.open_dataset(path) as ds:
-            data = {k: ds[k].values for k in ds.variables}
-            attrs = dict(ds.attrs)
+        try:
+            with xr.open_dataset(path) as ds:
+                data = {k: ds[k].values for k in ds.variables}
+                attrs = dict(ds.attrs)
+        except (OSError, ValueError, RuntimeError, EOFError) as e:
+            raise FileFormatError(path, f"not a readable NetCDF truth file ({type(e).__name__}: truncated, empty or of another format).") from None
         keys = set(data) | set(attrs)
 
         def get(name):
             return data.get(name, attrs.get(name))
     else:
-        raise ValueError(f"truth file {path}: expected a .npz or .nc file, got suffix {path.suffix!r}.")
+        raise InvalidData(f"truth file {path}: expected a .npz or .nc file, got suffix {path.suffix!r}.")
     missing = [k for k in ("xx", "yy", "obs_idx") if k not in keys]
     if missing:
-        raise ValueError(f"truth file {path} lacks {missing}; it needs xx, yy, obs_idx, q and r.")
+        raise InvalidData(f"truth file {path} lacks {missing}; it needs xx, yy, obs_idx, q and r.")
     xx, yy = np.asarray(get("xx"), float), np.asarray(get("yy"), float)
     obs_idx = np.asarray(get("obs_idx"))
     if xx.ndim != 2 or xx.shape[0] < 2:
-        raise ValueError(f"truth file {path}: xx must be (K + 1, d) with K >= 1, got shape {xx.shape}.")
+        raise InvalidData(f"truth file {path}: xx must be (K + 1, d) with K >= 1, got shape {xx.shape}.")
     if yy.ndim != 2 or yy.shape[0] != xx.shape[0] - 1:
-        raise ValueError(
+        raise InvalidData(
             f"truth file {path}: yy must be (K, p) = ({xx.shape[0] - 1}, p) for xx of shape "
             f"{xx.shape} (row 0 of xx is the start), got shape {yy.shape}."
         )
     d = xx.shape[1]
     if obs_idx.ndim != 1 or obs_idx.shape[0] != yy.shape[1] or not np.issubdtype(obs_idx.dtype, np.integer):
-        raise ValueError(
+        raise InvalidData(
             f"truth file {path}: obs_idx must be {yy.shape[1]} integers (one per column of yy), "
             f"got dtype {obs_idx.dtype} and shape {obs_idx.shape}."
         )
     if obs_idx.size and (obs_idx.min() < 0 or obs_idx.max() >= d or np.unique(obs_idx).size != obs_idx.size):
-        raise ValueError(f"truth file {path}: obs_idx must be distinct components in [0, {d}).")
+        raise InvalidData(f"truth file {path}: obs_idx must be distinct components in [0, {d}).")
     if not np.all(np.isfinite(xx)):
-        raise ValueError(f"truth file {path}: xx contains NaN or inf.")
+        raise InvalidData(f"truth file {path}: xx contains NaN or inf.")
     if np.any(np.isinf(yy)):
-        raise ValueError(f"truth file {path}: yy contains inf (use NaN for missing observations).")
+        raise InvalidData(f"truth file {path}: yy contains inf (use NaN for missing observations).")
     _, q = _scalar(get, ("q",), path)
     name, r = _scalar(get, ("r", "obs_std"), path)
     if q is None or r is None:
-        raise ValueError(f"truth file {path} lacks {'q' if q is None else 'r'} (model noise std q, observation variance r).")
+        raise InvalidData(f"truth file {path} lacks {'q' if q is None else 'r'} (model noise std q, observation variance r).")
     if not q > 0 or not r > 0:
-        raise ValueError(f"truth file {path}: q and r must be positive, got q = {q}, {name} = {r}.")
+        raise InvalidData(f"truth file {path}: q and r must be positive, got q = {q}, {name} = {r}.")
     obs_std = float(np.sqrt(r)) if name == "r" else r
     order = np.argsort(obs_idx)  # the job's Selection lists components in increasing order
     return Truth(xx, yy[:, order], obs_idx[order].astype(int), q, obs_std)

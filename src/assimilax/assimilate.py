@@ -218,12 +218,17 @@ def _drop_nonfinite(state: FilterState, key: PRNGKeyArray) -> tuple[FilterState,
     the state is returned as it is, and the host loop stops the run.
     """
     n = state.particles.shape[0]
-    bad = ~(jnp.all(jnp.isfinite(state.particles), axis=(1, 2)) & jnp.isfinite(state.log_weights))
-    dropped = jnp.sum(bad)
+    finite_particles = jnp.all(jnp.isfinite(state.particles), axis=(1, 2))
+    finite_weights = jnp.isfinite(state.log_weights)
+    # Weights made NaN by a NaN likelihood elsewhere in the normalisation carry no
+    # information: with no finite weight left, the finite particles count equally.
+    log_w = jnp.where(jnp.any(finite_particles & finite_weights), state.log_weights, 0.0)
+    bad_now = ~(finite_particles & jnp.isfinite(log_w))
+    dropped = jnp.sum(bad_now)
 
     def repair(state):
-        log_w = jnp.where(bad, -jnp.inf, state.log_weights)
-        ancestors = Systematic()(key, log_w, n)
+        log_w_ok = jnp.where(bad_now, -jnp.inf, log_w)
+        ancestors = Systematic()(key, log_w_ok, n)
         particles = take_particles(state.particles, ancestors)
         return FilterState(particles, jnp.zeros_like(state.log_weights), state.cycle)
 
@@ -395,7 +400,7 @@ def assimilate(
                 + (f"; {path} holds the {done_before} cycles before it" if path else ""),
                 done=done_before,
             )
-            error.result = (state, _output(history, keep))  # the cycles before it
+            error.result = (state, _output(history, keep) if t > 0 else None)  # the cycles before it
             raise error
         state = new_state
         for name, value in zip(fields, kept):
@@ -412,7 +417,7 @@ def assimilate(
 
 def _output(history: dict, keep: str) -> FilterOutput | FilterMoments:
     """The kept history as a `FilterOutput` or `FilterMoments` (time axis first)."""
-    stacked = {k: np.stack(v) if v else np.zeros((0,)) for k, v in history.items()}
+    stacked = {k: np.stack(v) for k, v in history.items()}
     diagnostics = Diagnostics(*(jnp.asarray(stacked[k]) for k in _DIAGNOSTICS))
     if keep == "moments":
         return FilterMoments(stacked["mean"], stacked["variance"], diagnostics)

@@ -77,7 +77,11 @@ class NonFiniteError(AssimilaxError, FloatingPointError):
     - `cycle`: the observation index ``t`` of the analysis that is not finite.
     - `what`: the parts that are not finite (``"particles"``, ``"weights"``, ``"ess"``...).
     - `done`: the cycles kept (in the checkpoint, when there is one).
+    - `result`: set by [`assimilax.assimilate`][assimilax.assimilate.assimilate]: the state
+      before the failed cycle and the output of the cycles before it (None at cycle 0).
     """
+
+    result: tuple | None = None
 
     def __init__(self, filter: str, cycle: int, what: tuple[str, ...], detail: str = "", done: int | None = None):
         self.filter, self.cycle, self.what, self.done = filter, cycle, tuple(what), done

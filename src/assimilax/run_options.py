@@ -45,6 +45,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="ignore checkpoints of another run in the output folder and start afresh",
     )
     group.add_argument(
+        "--checkpoint-every", type=int, default=10, metavar="K",
+        help="save each filter's checkpoint every K cycles (and at the end); a rerun resumes from it",
+    )
+    group.add_argument(
         "--on-nonfinite", default="stop", choices=("stop", "resample"),
         help="a filter whose analysis holds NaN or inf: stop it (the other filters still run and are "
              "written; exit status 1), or drop the bad particles and resample the finite ones (counted in "
@@ -60,6 +64,8 @@ def layout_from_args(args: argparse.Namespace) -> ParticleLayout:
     """The particle layout the options ask for; validates them with clear errors."""
     if args.chunk_size is not None and args.chunk_size < 1:
         raise InvalidArgument(f"--chunk-size {args.chunk_size}: must be a positive integer.")
+    if args.checkpoint_every < 1:
+        raise InvalidArgument(f"--checkpoint-every {args.checkpoint_every}: must be a positive integer.")
     if args.devices is not None and args.devices < 1:
         raise InvalidArgument(f"--devices {args.devices}: must be a positive integer.")
     manual = (args.coordinator, args.num_processes, args.process_id)
