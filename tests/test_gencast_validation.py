@@ -265,13 +265,13 @@ def test_configuration_lists_every_problem():
 # ---------------------------------------------------------------------------------------
 
 ENV = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
-CYCLES = 30  # the job checkpoints every 10 cycles: the kill lands after cycle 10 or 20
+CYCLES = 10  # checkpoints every cycle: the kill lands after the first one
 
 
 def _command(files, out, cache):
     args = ["--checkpoint", files / "tiny.npz", "--stats", files / "stats", "--truth", files / "era5_long.nc",
             "-n", 2, "--levels", 2, "--solver", "euler", "--corrector-steps", 0, "--ess-band", 0.5, 1.0,
-            "--filters", "fa-apf", "-T", CYCLES, "-o", out, "--no-progress", "--compile-cache", cache]
+            "--filters", "fa-apf", "-T", CYCLES, "--checkpoint-every", 1, "-o", out, "--no-progress", "--compile-cache", cache]
     return [sys.executable, "-m", "assimilax.cli", "gencast", *map(str, args)]
 
 

@@ -263,7 +263,9 @@ def _step(filt, state, y, key, forcing, keep, layout, on_nonfinite="stop"):
             [
                 jnp.all(jnp.isfinite(state.particles)),
                 jnp.all(jnp.isfinite(log_w)),
-                *(jnp.isfinite(v) | (dropped > 0) for v in (diag.ess, diag.alpha, diag.log_likelihood)),
+                *(jnp.isfinite(v) | (dropped > 0) for v in (diag.ess, diag.alpha)),
+                # Without an observation model the evidence is NaN by definition.
+                jnp.isfinite(diag.log_likelihood) | (dropped > 0) | (filt.observation is None),
             ]
         )
         if keep == "moments":  # reduced on the device: only 2 x d numbers leave it
@@ -346,7 +348,7 @@ def assimilate(
     label = name or (description.strip() if description else type(filt).__name__)
     layout = ParticleLayout() if layout is None else layout
     layout.check_particles(state.particles.shape[0])
-    check_observations(getattr(filt, "observation", None), observations, filt.emulator.state_size)
+    check_observations(filt.observation, observations, filt.emulator.state_size, state.particles.dtype)
     obs = np.asarray(observations, dtype=np.asarray(state.particles).dtype)
     n_times = obs.shape[0]
     if forcings is not None:

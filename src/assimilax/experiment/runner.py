@@ -72,7 +72,7 @@ def run_filters(
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise InvalidArgument(f"checkpoint_every = {checkpoint_every!r}: must be a positive integer.")
     for filt in filters.values():  # every filter's inputs, before any cycle runs
-        check_observations(getattr(filt, "observation", None), observations, filt.emulator.state_size)
+        check_observations(filt.observation, observations, filt.emulator.state_size)
     folder = None if checkpoints is None else Path(checkpoints)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree
 from ..emulators import AbstractEmulator
 from ..errors import InvalidArgument, InvalidData
 from ..observations import ObservationModel
+from ..tempering import AbstractTempering
 
 
 class FilterState(eqx.Module):
@@ -50,9 +51,15 @@ class Diagnostics(eqx.Module):
 
 
 class AbstractFilter(eqx.Module):
-    """A sequential Monte Carlo filter over a diffusion emulator."""
+    """A sequential Monte Carlo filter over a diffusion emulator.
+
+    Every filter declares the fields its callers read: the `emulator` it propagates with
+    and the `observation` model it assimilates (None only for a filter that assimilates
+    nothing, the unconditional [`assimilax.EnsembleForecast`][assimilax.filters.forecast.EnsembleForecast] without one).
+    """
 
     emulator: AbstractVar[AbstractEmulator]
+    observation: AbstractVar[ObservationModel | None]
 
     @abc.abstractmethod
     def step(
@@ -118,7 +125,13 @@ def check_observations(
         observation.check(observations, state_size, dtype=dtype)
 
 
-def check_step(filt: AbstractFilter, state: FilterState, y: ArrayLike, min_particles: int = 1) -> None:
+def check_step(
+    filt: AbstractFilter,
+    state: FilterState,
+    y: ArrayLike,
+    min_particles: int = 1,
+    tempering: AbstractTempering | None = None,
+) -> None:
     """What every filter's `step` checks at trace time, before anything runs.
 
     - `y` has shape ``(obs_size,)`` (an [`assimilax.errors.InvalidData`][] otherwise: a
@@ -140,7 +153,7 @@ def check_step(filt: AbstractFilter, state: FilterState, y: ArrayLike, min_parti
             + (" (the ensemble anomalies need n >= 2)" if min_particles == 2 else "")
             + "."
         )
-    observation = getattr(filt, "observation", None)
+    observation = filt.observation
     if observation is not None:
         if jnp.shape(y) != (observation.obs_size,):
             raise InvalidData(
@@ -148,6 +161,5 @@ def check_step(filt: AbstractFilter, state: FilterState, y: ArrayLike, min_parti
                 f"value per observation of {type(observation.operator).__name__} (NaN where missing)."
             )
         observation.operator.check_state_size(state.particles.shape[-1])
-    tempering = getattr(filt, "tempering", None)
     if tempering is not None:
         tempering.check_particles(n)

@@ -93,7 +93,7 @@ class BlockFAAPF(AbstractFilter):
         forcing: PyTree = None,
     ) -> tuple[Int[Array, "b n"], Diagnostics]:
         """Steps 1-2 with the cycle's `key`: each block's ancestors and the diagnostics."""
-        check_step(self, state, y)
+        check_step(self, state, y, tempering=self.tempering)
         n = state.particles.shape[0]
         loc = self.localisation
         k_mean, k_res, _ = jax.random.split(key, 3)
@@ -124,7 +124,7 @@ class BlockFAAPF(AbstractFilter):
         key: PRNGKeyArray,
         forcing: PyTree = None,
     ) -> tuple[FilterState, Diagnostics]:
-        check_step(self, state, y)
+        check_step(self, state, y, tempering=self.tempering)
         ancestors, diag = self.first_stage(state, y, key, forcing)
         k_prop = jax.random.split(key, 3)[2]
         histories = glue_particles(state.particles, ancestors, self.localisation)

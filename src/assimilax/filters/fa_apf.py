@@ -110,7 +110,7 @@ class FAAPF(AbstractFilter):
         forcing: PyTree = None,
     ) -> tuple[Int[Array, " n"], Diagnostics]:
         """Steps 1-3 of a cycle with the cycle's `key`: the ancestors and the diagnostics."""
-        check_step(self, state, y)
+        check_step(self, state, y, tempering=self.tempering)
         n = state.particles.shape[0]
         k_mean, k_res, _ = jax.random.split(key, 3)
         mu = predictive_means(self.emulator, self.sampler.sigma_max, k_mean, state.particles, forcing)
@@ -132,7 +132,7 @@ class FAAPF(AbstractFilter):
         key: PRNGKeyArray,
         forcing: PyTree = None,
     ) -> tuple[FilterState, Diagnostics]:
-        check_step(self, state, y)
+        check_step(self, state, y, tempering=self.tempering)
         ancestors, diag = self.first_stage(state, y, key, forcing)
         k_prop = jax.random.split(key, 3)[2]
         new = guided_proposals(self, k_prop, take_particles(state.particles, ancestors), y, forcing)

@@ -117,7 +117,7 @@ class LocalFAAPF(AbstractFilter):
     ) -> tuple[Int[Array, "d n"], Float[Array, "d n"], Diagnostics]:
         """Steps 1-3 with the cycle's `key`: each component's ancestors, its normalised
         first-stage log-weights, and the diagnostics."""
-        check_step(self, state, y)
+        check_step(self, state, y, tempering=self.tempering)
         n = state.particles.shape[0]
         k_mean, k_res, _ = jax.random.split(key, 3)
         mu = predictive_means(self.emulator, self.sampler.sigma_max, k_mean, state.particles, forcing)
@@ -149,7 +149,7 @@ class LocalFAAPF(AbstractFilter):
         key: PRNGKeyArray,
         forcing: PyTree = None,
     ) -> tuple[FilterState, Diagnostics]:
-        check_step(self, state, y)
+        check_step(self, state, y, tempering=self.tempering)
         ancestors, _, diag = self.first_stage(state, y, key, forcing)
         k_prop = jax.random.split(key, 3)[2]
         d = state.particles.shape[-1]

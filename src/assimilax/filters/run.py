@@ -67,7 +67,7 @@ def filter_scan(
     **Returns:** the final state and a [`FilterOutput`][].
     """
     check_observations(
-        getattr(filt, "observation", None), observations, filt.emulator.state_size, state.particles.dtype
+        filt.observation, observations, filt.emulator.state_size, state.particles.dtype
     )
     layout = ParticleLayout() if layout is None else layout
     layout.check_particles(state.particles.shape[0])
