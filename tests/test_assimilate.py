@@ -186,7 +186,7 @@ def test_checkpoint_problems_are_found_before_any_cycle(tmp_path):
                       progress=False)
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(b"PK\x03\x04 not a zip")
-    with pytest.raises(ValueError, match="cannot be read.*truncated, empty or not an assimilax checkpoint"):
+    with pytest.raises(ValueError, match="cannot be read.*truncated, damaged, empty or not an assimilax checkpoint"):
         ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=truncated, progress=False)
     stale = tmp_path / "r.npz.tmp"
     stale.write_bytes(b"left by a killed run")

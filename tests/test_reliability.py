@@ -213,3 +213,81 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     a, b = _data(killed / "lorenz96_twin.nc"), _data(fresh / "lorenz96_twin.nc")
     for name in b.data_vars:
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------
+# Malformed files, drawn by hypothesis: refused with an assimilax.errors exception
+# ---------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+FILES = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes(tmp_path_factory):
+    """A real checkpoint of a 3-cycle run, as bytes."""
+    filt, state, ys = _small_run()
+    path = tmp_path_factory.mktemp("ckpt") / "run.npz"
+    ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=path, checkpoint_every=1, progress=False)
+    return path.read_bytes()
+
+
+def _small_run():
+    d = 2
+    observation = ax.ObservationModel(ax.Selection.every(1, d), ax.DiagonalGaussianNoise(1.0, d))
+    filt = ax.EnsembleForecast(ax.LinearGaussianEmulator(0.9 * np.eye(d), 0.1 * np.eye(d)), ax.Sampler(n_levels=3), observation)
+    return filt, filt.init(np.zeros((4, d), np.float32)), np.zeros((3, d), np.float32)
+
+
+@FILES
+@given(cut=st.floats(0.0, 0.999), noise=st.binary(max_size=64), mode=st.sampled_from(["truncate", "garbage", "flip"]))
+def test_a_damaged_checkpoint_is_refused_or_restarted(tmp_path, checkpoint_bytes, cut, noise, mode):
+    """Truncated, replaced or bit-flipped checkpoints: a `CheckpointError` naming the file
+    (never another exception), or a resume that equals the uninterrupted run when the
+    damage missed what is read; with ``restart`` the run starts afresh."""
+    data = checkpoint_bytes
+    if mode == "truncate":
+        data = data[: int(cut * len(data))]
+    elif mode == "garbage":
+        data = noise
+    else:
+        i = int(cut * len(data))
+        data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+    path = tmp_path / f"damaged-{mode}.npz"
+    path.write_bytes(data)
+    filt, state, ys = _small_run()
+    try:
+        _, out = ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=path, progress=False)
+    except ax.errors.CheckpointError as error:
+        assert str(path) in str(error)
+    else:
+        _, ref = ax.assimilate(filt, state, ys, jax.random.key(1), progress=False)
+        np.testing.assert_array_equal(np.asarray(out.particles), np.asarray(ref.particles))
+    _, out = ax.assimilate(filt, state, ys, jax.random.key(1), checkpoint=path, progress=False, checkpoint_mismatch="restart")
+    assert np.all(np.isfinite(np.asarray(out.particles)))
+
+
+@FILES
+@given(cut=st.floats(0.0, 0.99), suffix=st.sampled_from([".npz", ".nc"]), drop=st.sampled_from([None, "xx", "yy", "obs_idx", "q", "r"]))
+def test_a_damaged_truth_file_is_refused_naming_it(tmp_path, cut, suffix, drop):
+    from assimilax_adapters.lorenz96.truth import load_truth, save_truth
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / f"truth{suffix}"
+    save_truth(path, rng.normal(size=(5, 8)), rng.normal(size=(4, 4)), np.arange(0, 8, 2), 0.3, 1.0)
+    if drop is not None:  # a file without one of its entries
+        if suffix == ".npz":
+            with np.load(path) as f:
+                entries = {k: f[k] for k in f.files if k != drop}
+            np.savez(path, **entries)
+        else:
+            ds = xr.load_dataset(path)
+            ds = ds.drop_vars(drop) if drop in ds.variables else ds.drop_attrs() if hasattr(ds, "drop_attrs") else ds
+            ds.attrs.pop(drop, None)
+            ds.to_netcdf(path)
+    else:
+        path.write_bytes(path.read_bytes()[: int(cut * path.stat().st_size)])
+    with pytest.raises((ax.errors.InvalidData,), match=str(path.name)):
+        load_truth(path)

@@ -135,58 +135,70 @@ def _save(
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
 
 
-def _load(path: Path, fingerprint: dict[str, str], keep: str, mismatch: str):
-    """The state, cycles done and history of the checkpoint at `path`, or None to start afresh."""
-    try:
-        data = np.load(path, allow_pickle=False)
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _read(path: Path, keep: str) -> dict:
+    """Every entry of the checkpoint at `path` that a resume needs (raises on damage)."""
+    with np.load(path, allow_pickle=False) as data:
         if not isinstance(data, np.lib.npyio.NpzFile) or "done" not in data:
             raise ValueError("not an assimilax checkpoint")
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        names = ["fingerprint", "done", "state_particles", "state_log_weights", "state_cycle"]
+        entries = {k: data[k] for k in names}
+        if "keep" in data:
+            entries["keep"] = data["keep"]
+        entries["history"] = {k: list(data[k]) for k in _KEPT[keep] + _DIAGNOSTICS if k in data}
+    return entries
+
+
+def _load(path: Path, fingerprint: dict[str, str], keep: str, mismatch: str):
+    """The state, cycles done and history of the checkpoint at `path`, or None to start
+    afresh (`mismatch` ``"restart"`` and a checkpoint of another run, or a damaged one)."""
+    try:
+        entries = _read(path, keep)
+        saved = json.loads(str(entries["fingerprint"]))
+        done = int(entries["done"])
+    except _UNREADABLE as error:  # includes json.JSONDecodeError (a ValueError)
         if mismatch == "restart":
             return None
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(error).__name__}): it is truncated, "
-            "empty or not an assimilax checkpoint; delete it, or start afresh "
+            "damaged, empty or not an assimilax checkpoint; delete it, or start afresh "
             "(checkpoint_mismatch='restart', CLI --restart)."
         ) from None
-    with data:
-        try:
-            saved = json.loads(str(data["fingerprint"]))
-        except (KeyError, ValueError):
-            saved = {}
-        differs = [part for part, value in fingerprint.items() if saved.get(part) != value]
-        if differs and mismatch == "error":
-            raise CheckpointMismatch(
-                f"checkpoint {path} belongs to a different run: its {', '.join(differs)} "
-                "differ from this run's. Start afresh (checkpoint_mismatch='restart', CLI "
-                "--restart), resume it anyway (checkpoint_mismatch='resume'), or choose another "
-                "checkpoint path."
-            )
-        if differs and mismatch == "restart":
-            return None
-        kept = str(data["keep"]) if "keep" in data else "ensemble"  # older files: ensembles
-        if kept != keep:
-            raise CheckpointMismatch(
-                f"checkpoint {path} was written with keep={kept!r}, this run asks for "
-                f"keep={keep!r}; use the same `keep` or another checkpoint path."
-            )
-        try:
-            done = int(data["done"])
-            state = FilterState(
-                jnp.asarray(data["state_particles"]),
-                jnp.asarray(data["state_log_weights"]),
-                jnp.asarray(data["state_cycle"]),
-            )
-            history = {k: list(data[k]) if k in data else [] for k in _KEPT[keep] + _DIAGNOSTICS}
-        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-            raise CheckpointError(
-                f"checkpoint {path} is damaged ({type(error).__name__}); delete it, or start "
-                "afresh (checkpoint_mismatch='restart', CLI --restart)."
-            ) from None
+    differs = [part for part, value in fingerprint.items() if not isinstance(saved, dict) or saved.get(part) != value]
+    if differs and mismatch == "error":
+        raise CheckpointMismatch(
+            f"checkpoint {path} belongs to a different run: its {', '.join(differs)} "
+            "differ from this run's. Start afresh (checkpoint_mismatch='restart', CLI "
+            "--restart), resume it anyway (checkpoint_mismatch='resume'), or choose another "
+            "checkpoint path."
+        )
+    if differs and mismatch == "restart":
+        return None
+    kept = str(entries["keep"]) if "keep" in entries else "ensemble"  # older files: ensembles
+    if kept != keep:
+        raise CheckpointMismatch(
+            f"checkpoint {path} was written with keep={kept!r}, this run asks for "
+            f"keep={keep!r}; use the same `keep` or another checkpoint path."
+        )
+    history = {k: entries["history"].get(k, []) for k in _KEPT[keep] + _DIAGNOSTICS}
     if not history["dropped"]:  # written before `dropped` was recorded
         history["dropped"] = [np.zeros((), np.int32)] * done
-    if any(len(v) != done for v in history.values()):
-        raise CheckpointError(f"checkpoint {path} is damaged (its history does not hold {done} cycles).")
+    state = FilterState(
+        jnp.asarray(entries["state_particles"]),
+        jnp.asarray(entries["state_log_weights"]),
+        jnp.asarray(entries["state_cycle"]),
+    )
+    if any(len(v) != done for v in history.values()) or not (
+        np.all(np.isfinite(entries["state_particles"])) and np.all(np.isfinite(entries["state_log_weights"]))
+    ):
+        if mismatch == "restart":
+            return None
+        raise CheckpointError(
+            f"checkpoint {path} is damaged (its state or history does not hold {done} finite "
+            "cycles); delete it, or start afresh (checkpoint_mismatch='restart', CLI --restart)."
+        )
     return state, done, history
 
 
