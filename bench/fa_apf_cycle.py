@@ -154,7 +154,7 @@ def main():
         inputs = (filt, state, y, jax.random.key(2))
         step, compile_s = compiled(lambda f, *rest: f.step(*rest), *inputs)
         # The same sampler without guidance: what the filter machinery costs on top of the floor.
-        forecast = ax.EnsembleForecast(filt.emulator, filt.sampler)
+        forecast = ax.EnsembleForecast(filt.emulator, None, filt.sampler)
         forecast_step, _ = compiled(lambda f, *rest: f.step(*rest), forecast, *inputs[1:])
         units = unit_programs(filt.emulator, x0)
         cycle_s, forecast_s, chain_fwd, chain_both = interleaved(

@@ -105,7 +105,7 @@ def gencast_forecast(particles: int, unroll: bool):
         ds = T.synthetic_era5(n_times=3, seed=2)
         emulator = GenCastEmulator.from_files(f"{root}/tiny.npz", f"{root}/stats", ds)
     sampler = dataclasses.replace(gencast_sampler(C.SamplerConfig(num_noise_levels=8)), unroll=unroll)
-    filt = ax.EnsembleForecast(emulator, sampler)
+    filt = ax.EnsembleForecast(emulator, None, sampler)
     states = jnp.asarray(emulator.states(ds))
     forcing = jax.tree.map(lambda a: jnp.asarray(a)[0], emulator.forcings(ds.time.values[2:]))
     state = filt.init(jnp.broadcast_to(states[:2], (particles, 2, emulator.state_size)))

@@ -167,7 +167,7 @@ def test_nan_in_the_last_cycle_raises_and_is_not_checkpointed(tmp_path):
     d = 2
     observation = ax.ObservationModel(ax.Selection.every(1, d), ax.DiagonalGaussianNoise(1.0, d))
     emulator = ax.GaussianTransitionEmulator(lambda x: jnp.where(jnp.abs(x) < 5, 2 * x, jnp.nan), 1e-4 * np.eye(d))
-    filt = ax.EnsembleForecast(emulator, ax.Sampler(n_levels=4), observation)
+    filt = ax.EnsembleForecast(emulator, observation, ax.Sampler(n_levels=4))
     state = filt.init(np.ones((8, d), np.float32))
     path = tmp_path / "run.npz"
     with pytest.raises(FloatingPointError, match="EnsembleForecast: the analysis of cycle 3 .* holds the 3 cycles before it"):

@@ -66,7 +66,7 @@ def _filters():
         "StochasticEnKF": ax.StochasticEnKF(em, obs, smp),
         "ETKF": ax.ETKF(em, obs, smp),
         "LETKF": ax.LETKF(em, obs, smp, _distance()),
-        "EnsembleForecast": ax.EnsembleForecast(em, smp, obs),
+        "EnsembleForecast": ax.EnsembleForecast(em, obs, smp),
     }
 
 

@@ -115,7 +115,7 @@ def test_step_is_vmapped_over_particles():
     of ``split(key, n)`` (float32 rounding between the two programs: rtol 1e-5)."""
     F, Q, _, _ = _model()
     em = ax.LinearGaussianEmulator(F, Q)
-    filt = ax.EnsembleForecast(em, SAMPLER)
+    filt = ax.EnsembleForecast(em, None, SAMPLER)
     particles = _particles(n=5)
     key = jax.random.key(4)
     state, _ = eqx.filter_jit(filt.step)(filt.init(particles), jnp.zeros(3), key)
@@ -133,7 +133,7 @@ def test_step_is_vmapped_over_particles():
 
 def test_ensemble_forecast_ignores_observations():
     F, Q, _, ys = _model()
-    filt = ax.EnsembleForecast(ax.LinearGaussianEmulator(F, Q), SAMPLER, _observation())
+    filt = ax.EnsembleForecast(ax.LinearGaussianEmulator(F, Q), _observation(), SAMPLER)
     state = filt.init(_particles())
     key = jax.random.key(5)
     _, a = ax.filter_scan(filt, state, ys, key)

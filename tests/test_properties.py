@@ -233,7 +233,7 @@ FILTERS = {
     "ETKF": lambda em, obs: ax.ETKF(em, obs, SAMPLER),
     # The default band (50-60 of 256) is below one particle of 4: a band for N = 4.
     "FAAPF": lambda em, obs: ax.FAAPF(em, obs, SAMPLER, ax.MMPS(iterations=1), tempering=ax.ESSBandTempering(0.3, 0.6)),
-    "EnsembleForecast": lambda em, obs: ax.EnsembleForecast(em, SAMPLER, obs),
+    "EnsembleForecast": lambda em, obs: ax.EnsembleForecast(em, obs, SAMPLER),
 }
 
 

@@ -74,7 +74,7 @@ def test_resample_policy_drops_the_nonfinite_particles_and_counts_them():
     d = 2
     observation = ax.ObservationModel(ax.Selection.every(1, d), ax.DiagonalGaussianNoise(1.0, d))
     emulator = ax.GaussianTransitionEmulator(lambda x: jnp.where(x[0] > 1.0, jnp.nan, 0.5 * x), 1e-2 * np.eye(d))
-    filt = ax.EnsembleForecast(emulator, ax.Sampler(n_levels=4), observation)
+    filt = ax.EnsembleForecast(emulator, observation, ax.Sampler(n_levels=4))
     x0 = np.zeros((8, d), np.float32)
     x0[:3, 0] = 2.0
     ys = np.zeros((3, d), np.float32)
@@ -90,7 +90,7 @@ def test_a_filter_with_no_finite_particle_stops_even_when_resampling():
     d = 2
     observation = ax.ObservationModel(ax.Selection.every(1, d), ax.DiagonalGaussianNoise(1.0, d))
     emulator = ax.GaussianTransitionEmulator(lambda x: x * jnp.nan, 1e-2 * np.eye(d))
-    filt = ax.EnsembleForecast(emulator, ax.Sampler(n_levels=4), observation)
+    filt = ax.EnsembleForecast(emulator, observation, ax.Sampler(n_levels=4))
     with pytest.raises(NonFiniteError, match="8 of 8 particles"):
         ax.assimilate(filt, filt.init(np.zeros((8, d))), np.zeros((2, d)), jax.random.key(0), progress=False,
                       on_nonfinite="resample")
@@ -237,7 +237,7 @@ def checkpoint_bytes(tmp_path_factory):
 def _small_run():
     d = 2
     observation = ax.ObservationModel(ax.Selection.every(1, d), ax.DiagonalGaussianNoise(1.0, d))
-    filt = ax.EnsembleForecast(ax.LinearGaussianEmulator(0.9 * np.eye(d), 0.1 * np.eye(d)), ax.Sampler(n_levels=3), observation)
+    filt = ax.EnsembleForecast(ax.LinearGaussianEmulator(0.9 * np.eye(d), 0.1 * np.eye(d)), observation, ax.Sampler(n_levels=3))
     return filt, filt.init(np.zeros((4, d), np.float32)), np.zeros((3, d), np.float32)
 
 

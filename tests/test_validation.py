@@ -36,7 +36,7 @@ def _filters():
     return {
         "BootstrapPF": ax.BootstrapPF(em, obs, smp),
         "FAAPF": ax.FAAPF(em, obs, smp),
-        "EnsembleForecast": ax.EnsembleForecast(em, smp, obs),
+        "EnsembleForecast": ax.EnsembleForecast(em, obs, smp),
     }
 
 

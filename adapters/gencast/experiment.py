@@ -387,7 +387,7 @@ def build(cfg: GenCastExperiment, emulator: GenCastEmulator, sampler_config, sta
         elif name == "fa-apf":
             filters[name] = ax.FAAPF(emulator, observation, sampler, guidance, tempering=tempering)
         elif name == "forecast":
-            filters[name] = ax.EnsembleForecast(emulator, gencast_sampler(sampler_config), observation)
+            filters[name] = ax.EnsembleForecast(emulator, observation, gencast_sampler(sampler_config))
     return observation, obs_fields, filters
 
 

@@ -312,7 +312,7 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
             model = oracle if name == "letkf" else emulator
             filters[name] = ax.LETKF(model, observation, sampler, distance, cfg.inflation)
         elif name == "forecast":
-            filters[name] = ax.EnsembleForecast(emulator, sampler, observation)
+            filters[name] = ax.EnsembleForecast(emulator, observation, sampler)
     return filters
 
 

@@ -14,12 +14,15 @@ class EnsembleForecast(AbstractFilter):
     """Propagate every particle with the emulator and ignore the observations.
 
     `log_likelihood` reports ``log (1/n) sum_i p(y | x_i)`` for the forecast ensemble when an
-    `observation` model is given (a score of the forecast), NaN otherwise.
+    `observation` model is given (a score of the forecast), NaN when it is None.
+
+    Arguments in the order of every filter: ``EnsembleForecast(emulator, observation,
+    sampler)``.
     """
 
     emulator: AbstractEmulator
+    observation: ObservationModel | None
     sampler: Sampler
-    observation: ObservationModel | None = None
 
     def step(self, state, y, key, forcing=None):
         check_step(self, state, y)
