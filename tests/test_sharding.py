@@ -169,18 +169,18 @@ def test_layout_errors_name_the_problem():
 def _cli(out, devices, extra=()):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false"
-    cmd = [sys.executable, "-m", "assimilax.cli", "lorenz96", "--devices", str(devices), "--particles", "64",
-           "--cycles", "5", "--filters", "fa-apf-block", "--no-progress", "-o", str(out), *extra]
+    cmd = [sys.executable, "-m", "assimilax.cli", "lorenz96", "--devices", str(devices), "--particles", "16",
+           "--cycles", "3", "--spinup", "1", "--levels", "6", "--filters", "fa-apf-block", "--no-progress", "-o", str(out), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return xr.open_dataset(out / "lorenz96_twin.nc")
 
 
 def test_cli_on_four_devices_writes_the_one_device_netcdf(tmp_path):
-    """`assimilax lorenz96 --devices 4 --particles 64 --cycles 5 --filters fa-apf-block` on 4
-    forced host devices (chunks of 4) writes the NetCDF of ``--devices 1``."""
+    """`assimilax lorenz96 --devices 4 --particles 16 --cycles 3 --filters fa-apf-block` on 4
+    forced host devices (chunks of 2) writes the NetCDF of ``--devices 1``."""
     one = _cli(tmp_path / "one", 1)
-    four = _cli(tmp_path / "four", 4, ["--chunk-size", "4"])
+    four = _cli(tmp_path / "four", 4, ["--chunk-size", "2"])
     assert four.attrs["configuration"] == one.attrs["configuration"]
     for name in one.data_vars:
         if name == "seconds":
