@@ -105,6 +105,7 @@ from .solvers import (
     SOLVER_NAMES as SOLVER_NAMES,
     AdamsBashforth3 as AdamsBashforth3,
     DPMSolverPP2S as DPMSolverPP2S,
+    DPMSolverPP3M as DPMSolverPP3M,
     solver_by_name as solver_by_name,
 )
 from .tempering import (
