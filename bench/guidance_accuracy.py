@@ -70,7 +70,7 @@ def draws(guidance, m, P, y, std, n, key):
     denoise = ax.posterior_denoiser(
         guidance, lambda x, s: den(x, s, mean), jnp.asarray(y), observation.operator, observation.noise
     )
-    sampler = ax.Sampler()  # the reference: EDMSchedule(2e-5, 88, 6), 32 levels, AB3
+    sampler = ax.Sampler(ax.EDMSchedule(2e-5, 88.0, 6.0), 32, ax.AdamsBashforth3())  # the reference, no corrector
 
     @jax.jit
     def run(keys):
