@@ -2,10 +2,8 @@
 
 import argparse
 import sys
-import time
 
-from assimilax.errors import RunFailed
-from assimilax.run_options import add_run_options, layout_from_args
+from assimilax.run_options import add_run_options, options_from_args, run_and_report
 
 from .experiment import FILTERS, KEEP, MMPS_SOLVERS, OBSERVATIONS, PRESET_SETTINGS, SOLVERS, GenCastExperiment
 
@@ -110,23 +108,11 @@ def main(args: argparse.Namespace) -> int:
         observations=args.observations, obs_dir=args.obs_dir, obs_networks=tuple(args.obs_network),
         regrid_observations=args.regrid_observations,
     ))
-    layout = layout_from_args(args)
-    start = time.perf_counter()
-    try:
-        ds = experiment.run(
-            cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart,
-            checkpoint_every=args.checkpoint_every, on_nonfinite=args.on_nonfinite,
-        )
-    except RunFailed as failed:  # the finished filters were written: show them, then fail
-        if failed.dataset is not None:
-            print("\n" + experiment.summary_table(failed.dataset))
-        raise
-    print()
-    print(experiment.summary_table(ds))
-    print(f"wrote {args.output}/gencast_assimilation.nc, skill_spread.png, maps.png, summary.txt "
-          f"({time.perf_counter() - start:.0f} s in all)")
-    return 0
-
+    return run_and_report(
+        lambda: experiment.run(cfg, args.output, options=options_from_args(args)),
+        experiment.summary_table,
+        f"{args.output}/gencast_assimilation.nc, skill_spread.png, maps.png, summary.txt",
+    )
 
 if __name__ == "__main__":  # python -m assimilax_adapters.gencast.cli ... (before the entry point is registered)
     from assimilax.cli import main as assimilax_main

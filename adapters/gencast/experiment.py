@@ -470,23 +470,18 @@ def run(
     cfg: GenCastExperiment,
     output: str | Path | None = None,
     progress: bool = True,
-    *,
-    layout: ax.sharding.ParticleLayout | None = None,
-    restart: bool = False,
-    checkpoint_every: int = 10,
-    on_nonfinite: str = "stop",
+    options: ax.experiment.RunOptions | None = None,
 ) -> xr.Dataset:
     """Run the experiment; with `output`, write NetCDF, figures and a summary there.
 
-    `layout` splits the particles over devices and chunks the denoiser work (results equal
-    to floating-point rounding); `restart` ignores checkpoints of another run;
-    `checkpoint_every` is the checkpoint interval in cycles; `on_nonfinite` the policy of
-    [`assimilax.assimilate`][assimilax.assimilate.assimilate].  A filter that turns
-    non-finite does not stop the others: the finished ones are written, the failed ones
-    named in ``failed_filters`` and the summary, then `assimilax.errors.RunFailed` is raised.
+    `options` (an `assimilax.experiment.RunOptions`: devices and chunking, restart,
+    checkpoint interval, non-finite policy; default with `progress`) change nothing beyond
+    float rounding.  A filter whose analysis turns non-finite does not stop the others:
+    see `assimilax.experiment.run_job`.
     """
-    layout = ax.sharding.ParticleLayout() if layout is None else layout
-    layout.check_particles(cfg.particles)
+    options = ax.experiment.RunOptions(progress=progress) if options is None else options
+    if options.layout is not None:
+        options.layout.check_particles(cfg.particles)
     emulator, sampler_config, stats, ds, history = setup(cfg)
     observation, obs_fields, filters = build(cfg, emulator, sampler_config, stats)
     target_times = ds["time"].values[2:]
@@ -502,23 +497,12 @@ def run(
         observations[i] = np.asarray(sample(observation, obs_keys[i], jnp.asarray(x)))
     observations[:, missing_over_land(observation, np.asarray(emulator.filled))] = np.nan
     ensemble = np.broadcast_to(history, (cfg.particles,) + history.shape)
-    out_dir = None if output is None else Path(output)
-    runs = ax.experiment.run_filters(
+    return ax.experiment.run_job(
         filters, ensemble, observations, k_filter, forcings,
-        checkpoints=None if out_dir is None else out_dir / "checkpoints", restart=restart,
-        progress=progress, keep=cfg.keep, layout=layout, on_nonfinite=on_nonfinite,
-        checkpoint_every=checkpoint_every,
+        dataset=lambda runs: _dataset(cfg, emulator, filters, runs, truth, observations, obs_fields, target_times),
+        output=output, netcdf="gencast_assimilation.nc", figures=lambda ds, out: _figures(cfg, ds, out),
+        summary=summary_table, options=options, keep=cfg.keep,
     )
-    if not runs.results:
-        raise ax.errors.RunFailed(runs.failures)
-    result = _dataset(cfg, emulator, filters, runs, truth, observations, obs_fields, target_times)
-    if out_dir is not None:
-        result.to_netcdf(out_dir / "gencast_assimilation.nc")
-        _figures(cfg, result, out_dir)
-        (out_dir / "summary.txt").write_text(summary_table(result))
-    if runs.failures:
-        raise ax.errors.RunFailed(runs.failures, None if out_dir is None else str(out_dir), dataset=result)
-    return result
 
 
 def _dataset(cfg, emulator, filters, runs, truth, observations, obs_fields, times) -> xr.Dataset:
@@ -561,7 +545,6 @@ def _dataset(cfg, emulator, filters, runs, truth, observations, obs_fields, time
         "assimilax_version": ax.__version__,
         "observation_space": cfg.space,
         **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
-        "failed_filters": json.dumps(runs.failures),
         **{f"localisation_{n}": _describe_tiles(cfg, f.localisation) for n, f in filters.items() if isinstance(f, ax.BlockFAAPF)},
     })
     return ds

@@ -1,11 +1,9 @@
 """``assimilax lorenz96``: the twin experiment from the command line."""
 
 import argparse
-import sys
-import time
 
-from assimilax.errors import InvalidArgument, RunFailed
-from assimilax.run_options import add_run_options, layout_from_args
+from assimilax.errors import InvalidArgument
+from assimilax.run_options import add_run_options, options_from_args, run_and_report
 
 from .experiment import FILTERS, SOLVERS, TwinExperiment
 
@@ -91,7 +89,6 @@ def main(args: argparse.Namespace) -> int:
         local_radius=args.local_radius,
         local_inflation=args.local_inflation,
         local_ess_band=tuple(args.local_ess_band),
-        on_nonfinite=args.on_nonfinite,
     )
     if args.truth is not None:
         cfg = TwinExperiment.from_truth(args.truth, **options)
@@ -101,19 +98,8 @@ def main(args: argparse.Namespace) -> int:
         cfg = TwinExperiment(**options)
     if cfg.uses_trained_emulator() and cfg.dim != 40 and args.emulator is None:
         raise InvalidArgument(f"--dim {cfg.dim}: the shipped emulator is for dim = 40; pass --emulator or run only oracle filters.")
-    layout = layout_from_args(args)
-    start = time.perf_counter()
-    try:
-        ds = experiment.run(
-            cfg, args.output, progress=not args.no_progress, layout=layout, restart=args.restart,
-            checkpoint_every=args.checkpoint_every,
-        )
-    except RunFailed as failed:  # the finished filters were written: show them, then fail
-        if failed.dataset is not None:
-            print("\n" + experiment.summary_table(failed.dataset))
-        raise
-    print()
-    print(experiment.summary_table(ds))
-    print(f"wrote {args.output}/lorenz96_twin.nc, skill_spread.png, hovmoller.png, summary.txt "
-          f"({time.perf_counter() - start:.0f} s in all)")
-    return 0
+    return run_and_report(
+        lambda: experiment.run(cfg, args.output, options=options_from_args(args)),
+        experiment.summary_table,
+        f"{args.output}/lorenz96_twin.nc, skill_spread.png, hovmoller.png, summary.txt",
+    )

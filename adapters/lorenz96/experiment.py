@@ -89,7 +89,6 @@ class TwinExperiment:
     local_ess_band: tuple[float, float] = (0.1, 0.15)
     obs_indices: tuple[int, ...] | None = None
     truth_path: str | None = None
-    on_nonfinite: str = "stop"
 
     def __post_init__(self):
         problems = []
@@ -113,8 +112,6 @@ class TwinExperiment:
             problems.append(f"init_std must be at least 0, got {self.init_std}")
         if not self.obs_std >= 1e-6:
             problems.append(f"obs_std must be at least 1e-6 (its square must be a normal float32), got {self.obs_std}")
-        if self.on_nonfinite not in ("stop", "resample"):
-            problems.append(f"on_nonfinite must be 'stop' or 'resample', got {self.on_nonfinite!r}")
         if self.cycles < 1:
             problems.append(f"cycles must be at least 1, got {self.cycles}")
         if not 1 <= self.observe_every <= self.dim:
@@ -320,54 +317,31 @@ def run(
     cfg: TwinExperiment,
     output: str | Path | None = None,
     progress: bool = True,
-    *,
-    layout: ax.sharding.ParticleLayout | None = None,
-    restart: bool = False,
-    checkpoint_every: int = 10,
+    options: ax.experiment.RunOptions | None = None,
 ) -> xr.Dataset:
     """Run the experiment; with `output`, write NetCDF, figures and a summary there.
 
-    `layout` splits the particles over devices and chunks the denoiser work (results equal
-    to floating-point rounding); `restart` ignores checkpoints of another run;
-    `checkpoint_every` is the checkpoint interval in cycles.
-
-    A filter whose analysis turns non-finite (with ``on_nonfinite="stop"``) does not stop
-    the others: the finished filters are written, the failed ones named in the attribute
-    ``failed_filters`` and the summary, and `assimilax.errors.RunFailed` is raised after
-    (its `dataset` holds the results).
+    `options` (an `assimilax.experiment.RunOptions`: devices and chunking, restart,
+    checkpoint interval, non-finite policy; default with `progress`) change nothing beyond
+    float rounding.  A filter whose analysis turns non-finite does not stop the others:
+    see `assimilax.experiment.run_job`.
 
     Returns the Dataset written to ``<output>/lorenz96_twin.nc``: dimensions ``filter``,
     ``time``, ``particle``, ``variable``; the analysis ensembles, weights, diagnostics,
     per-cycle scores, truth and observations; the configuration in the attributes.
     Each filter checkpoints to ``<output>/checkpoints/<filter>.npz`` and resumes from it.
     """
+    options = ax.experiment.RunOptions(progress=progress) if options is None else options
+    if options.layout is not None:
+        options.layout.check_particles(cfg.particles)
     truth, observations, ensemble = twin_data(cfg)
     filters = build_filters(cfg)
-    layout = ax.sharding.ParticleLayout() if layout is None else layout
-    layout.check_particles(cfg.particles)
-    out_dir = None if output is None else Path(output)
-    runs = ax.experiment.run_filters(
-        filters,
-        ensemble,
-        observations,
-        jax.random.key(cfg.seed + 1),
-        checkpoints=None if out_dir is None else out_dir / "checkpoints",
-        restart=restart,
-        progress=progress,
-        layout=layout,
-        on_nonfinite=cfg.on_nonfinite,
-        checkpoint_every=checkpoint_every,
+    return ax.experiment.run_job(
+        filters, ensemble, observations, jax.random.key(cfg.seed + 1),
+        dataset=lambda runs: _dataset(cfg, filters, runs, truth, observations),
+        output=output, netcdf="lorenz96_twin.nc", figures=lambda ds, out: _figures(cfg, ds, out),
+        summary=summary_table, options=options,
     )
-    if not runs.results:
-        raise ax.errors.RunFailed(runs.failures)
-    ds = _dataset(cfg, filters, runs, truth, observations)
-    if out_dir is not None:
-        ds.to_netcdf(out_dir / "lorenz96_twin.nc")
-        _figures(cfg, ds, out_dir)
-        (out_dir / "summary.txt").write_text(summary_table(ds))
-    if runs.failures:
-        raise ax.errors.RunFailed(runs.failures, None if out_dir is None else str(out_dir), dataset=ds)
-    return ds
 
 
 def _dataset(cfg, filters, runs, truth, observations) -> xr.Dataset:
@@ -408,7 +382,6 @@ def _dataset(cfg, filters, runs, truth, observations) -> xr.Dataset:
             "assimilax_version": ax.__version__,
             "spinup": cfg.spinup,
             **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
-            "failed_filters": json.dumps(runs.failures),
         },
     )
     ds["dropped"].attrs["long_name"] = "non-finite particles dropped and replaced by resampling (on_nonfinite='resample')"
@@ -455,6 +428,8 @@ def summary_table(ds: xr.Dataset) -> str:
 
 
 def _figures(cfg: TwinExperiment, ds: xr.Dataset, out_dir: Path) -> None:
+    import matplotlib.pyplot as plt
+
     from assimilax.plotting import plot_hovmoller, plot_skill_spread
 
     scores = {}
@@ -464,7 +439,7 @@ def _figures(cfg: TwinExperiment, ds: xr.Dataset, out_dir: Path) -> None:
                 str(n): {"skill": ds[f"skill_{subset}"].sel(filter=n).values, "spread": ds[f"spread_{subset}"].sel(filter=n).values}
                 for n in ds["filter"].values
             }
-    plot_skill_spread(
+    fig = plot_skill_spread(
         scores,
         ds["time"].values,
         out_dir / "skill_spread.png",
@@ -475,4 +450,6 @@ def _figures(cfg: TwinExperiment, ds: xr.Dataset, out_dir: Path) -> None:
     best = next((n for n in ("fa-apf-block", "fa-apf") if n in names), names[0])
     w = np.exp(ds["log_weights"].sel(filter=best).values)
     mean = np.einsum("tn,tnd->td", w, ds["analysis"].sel(filter=best).values)
-    plot_hovmoller(ds["truth"].values, mean, out_dir / "hovmoller.png", title=f"{best}: truth, analysis mean, error", estimate_name=f"{best} mean")
+    plt.close(fig)
+    fig = plot_hovmoller(ds["truth"].values, mean, out_dir / "hovmoller.png", title=f"{best}: truth, analysis mean, error", estimate_name=f"{best} mean")
+    plt.close(fig)

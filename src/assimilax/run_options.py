@@ -8,11 +8,18 @@ not part of an experiment's configuration.
 """
 
 import argparse
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, RunFailed
+from .experiment.options import RunOptions
 from .sharding import ParticleLayout, enable_compile_cache, particle_layout
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +71,6 @@ def layout_from_args(args: argparse.Namespace) -> ParticleLayout:
     """The particle layout the options ask for; validates them with clear errors."""
     if args.chunk_size is not None and args.chunk_size < 1:
         raise InvalidArgument(f"--chunk-size {args.chunk_size}: must be a positive integer.")
-    if args.checkpoint_every < 1:
-        raise InvalidArgument(f"--checkpoint-every {args.checkpoint_every}: must be a positive integer.")
     if args.devices is not None and args.devices < 1:
         raise InvalidArgument(f"--devices {args.devices}: must be a positive integer.")
     manual = (args.coordinator, args.num_processes, args.process_id)
@@ -78,3 +83,35 @@ def layout_from_args(args: argparse.Namespace) -> ParticleLayout:
     if args.compile_cache is not None:
         enable_compile_cache(args.compile_cache)
     return particle_layout(args.devices, args.chunk_size)
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """The [`RunOptions`][assimilax.experiment.options.RunOptions] the command line asks for
+    (the layout from [`layout_from_args`][]); validates them with clear errors."""
+    if args.checkpoint_every < 1:
+        raise InvalidArgument(f"--checkpoint-every {args.checkpoint_every}: must be a positive integer.")
+    return RunOptions(
+        progress=not args.no_progress,
+        layout=layout_from_args(args),
+        restart=args.restart,
+        checkpoint_every=args.checkpoint_every,
+        on_nonfinite=args.on_nonfinite,
+    )
+
+
+def run_and_report(job: Callable[[], "xr.Dataset"], summary_table: Callable[["xr.Dataset"], str], written: str) -> int:
+    """Run `job`, print its summary table and what it wrote; returns the exit status 0.
+
+    A job in which some filters failed prints the table of those that finished, then
+    raises its [`assimilax.errors.RunFailed`][] (``assimilax`` prints it and exits 1).
+    """
+    start = time.perf_counter()
+    try:
+        ds = job()
+    except RunFailed as failed:
+        if failed.dataset is not None:
+            print("\n" + summary_table(failed.dataset))
+        raise
+    print("\n" + summary_table(ds))
+    print(f"wrote {written} ({time.perf_counter() - start:.0f} s in all)")
+    return 0

@@ -1,20 +1,24 @@
 """Run several filters on the same ensemble and observations, as one job."""
 
 import dataclasses
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import jax
 import numpy as np
 from jaxtyping import ArrayLike, Float, PRNGKeyArray, PyTree
 
 from ..assimilate import FilterMoments, assimilate
-from ..errors import InvalidArgument, NonFiniteError
+from ..errors import NonFiniteError, RunFailed
 from ..filters.base import AbstractFilter, check_observations
 from ..filters.run import FilterOutput
-from ..sharding import ParticleLayout
+from .options import RunOptions
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +50,8 @@ def run_filters(
     forcings: PyTree = None,
     *,
     checkpoints: str | os.PathLike | None = None,
-    restart: bool = False,
-    progress: bool = True,
+    options: RunOptions = RunOptions(),
     keep: Literal["ensemble", "moments"] = "ensemble",
-    layout: ParticleLayout | None = None,
-    on_nonfinite: Literal["stop", "resample"] = "stop",
-    checkpoint_every: int = 10,
 ) -> FilterRuns:
     """Run each filter from ``filt.init(ensemble)`` over `observations`, with the same `key`.
 
@@ -59,18 +59,16 @@ def run_filters(
 
     - `filters`: ``{name: filter}``; names label the progress bars, the checkpoints
       ``<checkpoints>/<name>.npz`` and the results.
-    - `ensemble`, `observations`, `key`, `forcings`: as for [`assimilax.assimilate`][].
+    - `ensemble`, `observations`, `key`, `forcings`, `keep`: as for
+      [`assimilax.assimilate`][assimilax.assimilate.assimilate].
     - `checkpoints`: a folder (created if missing); each filter checkpoints there every
-      `checkpoint_every` cycles and resumes from it.  `restart`: start afresh where a
-      checkpoint belongs to another run (else it is refused, naming what differs).
-    - `keep`, `layout`, `on_nonfinite`: as for [`assimilax.assimilate`][].
+      `options.checkpoint_every` cycles and resumes from it.
+    - `options`: a [`RunOptions`][assimilax.experiment.options.RunOptions].
 
     A filter whose analysis turns non-finite is recorded in `failures` and the next filter
-    runs; every other error stops the job.  Every filter is initialised (its ensemble
-    checked) before the first one runs.
+    runs; every other error stops the job.  Every filter's ensemble and observations are
+    checked before the first one runs.
     """
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
-        raise InvalidArgument(f"checkpoint_every = {checkpoint_every!r}: must be a positive integer.")
     for filt in filters.values():  # every filter's inputs, before any cycle runs
         check_observations(filt.observation, observations, filt.emulator.state_size)
     folder = None if checkpoints is None else Path(checkpoints)
@@ -89,15 +87,15 @@ def run_filters(
                 key,
                 None if forcings is None else jax.tree.map(jax.numpy.asarray, forcings),
                 checkpoint=None if folder is None else folder / f"{name}.npz",
-                checkpoint_every=checkpoint_every,
-                checkpoint_mismatch="restart" if restart else "error",
-                progress=progress,
+                checkpoint_every=options.checkpoint_every,
+                checkpoint_mismatch="restart" if options.restart else "error",
+                progress=options.progress,
                 description=f"{name:>{width}}",
                 name=name,
                 on_cycle=lambda t, d, s, times=times: times.append(s),
                 keep=keep,
-                layout=layout,
-                on_nonfinite=on_nonfinite,
+                layout=options.layout,
+                on_nonfinite=options.on_nonfinite,
             )
         except NonFiniteError as error:
             failures[name] = str(error)
@@ -105,9 +103,50 @@ def run_filters(
     return FilterRuns(results, {n: seconds[n] for n in results}, failures)
 
 
-def failed_lines(ds) -> list[str]:
-    """One summary line per filter that failed, from ``ds.attrs["failed_filters"]`` (JSON)."""
-    import json
+def run_job(
+    filters: Mapping[str, AbstractFilter],
+    ensemble: Float[ArrayLike, "n *history d"],
+    observations: Float[ArrayLike, "T p"],
+    key: PRNGKeyArray,
+    forcings: PyTree = None,
+    *,
+    dataset: Callable[[FilterRuns], "xr.Dataset"],
+    output: str | os.PathLike | None = None,
+    netcdf: str = "assimilation.nc",
+    figures: Callable[["xr.Dataset", Path], None] | None = None,
+    summary: Callable[["xr.Dataset"], str] | None = None,
+    options: RunOptions = RunOptions(),
+    keep: Literal["ensemble", "moments"] = "ensemble",
+) -> "xr.Dataset":
+    """A whole job: [`run_filters`][], the adapter's `dataset` of the runs, and with
+    `output` the NetCDF ``<output>/<netcdf>``, the `figures` and ``summary.txt`` there
+    (checkpoints in ``<output>/checkpoints``).
 
+    Filters that failed are named in the Dataset's ``failed_filters`` attribute (JSON) and
+    in the summary; after writing the others, [`assimilax.errors.RunFailed`][] is raised
+    with the Dataset (also when no filter finished, without one).
+    """
+    out = None if output is None else Path(output)
+    runs = run_filters(
+        filters, ensemble, observations, key, forcings,
+        checkpoints=None if out is None else out / "checkpoints", options=options, keep=keep,
+    )
+    if not runs.results:
+        raise RunFailed(runs.failures)
+    ds = dataset(runs)
+    ds.attrs["failed_filters"] = json.dumps(runs.failures)
+    if out is not None:
+        ds.to_netcdf(out / netcdf)
+        if figures is not None:
+            figures(ds, out)
+        if summary is not None:
+            (out / "summary.txt").write_text(summary(ds))  # with its `failed_lines`
+    if runs.failures:
+        raise RunFailed(runs.failures, None if out is None else str(out), dataset=ds)
+    return ds
+
+
+def failed_lines(ds: "xr.Dataset") -> list[str]:
+    """One summary line per filter that failed, from ``ds.attrs["failed_filters"]`` (JSON)."""
     failed = json.loads(ds.attrs.get("failed_filters", "{}"))
     return [f"FAILED {name}: {message}" for name, message in failed.items()]
