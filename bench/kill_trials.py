@@ -61,6 +61,9 @@ def trial(rng: np.random.Generator, root: Path, index: int, cycles: int) -> dict
     proc.wait()
     was_killed = proc.returncode == -signal.SIGKILL
     resumed = subprocess.run(command(killed, filters, cycles), env=ENV, capture_output=True, text=True)
+    if resumed.returncode != 0:
+        return {"filters": filters, "killed_after_cycle": done, "killed": was_killed,
+                "resumed_status": resumed.returncode, "bit_identical": False, "stderr": resumed.stderr[-500:]}
     a, b = data(fresh / "lorenz96_twin.nc"), data(killed / "lorenz96_twin.nc")
     identical = all(np.array_equal(a[v].values, b[v].values, equal_nan=True) for v in a.data_vars)
     return {"filters": filters, "killed_after_cycle": done, "killed": was_killed,

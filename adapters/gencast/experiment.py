@@ -472,12 +472,12 @@ def run(
     progress: bool = True,
     options: ax.experiment.RunOptions | None = None,
 ) -> xr.Dataset:
-    """Run the experiment; with `output`, write NetCDF, figures and a summary there.
+    """The GenCast experiment of `cfg`, written to `output` (``gencast_assimilation.nc``,
+    ``skill_spread.png``, ``maps.png``, ``summary.txt``, ``checkpoints/``) when given.
 
-    `options` (an `assimilax.experiment.RunOptions`: devices and chunking, restart,
-    checkpoint interval, non-finite policy; default with `progress`) change nothing beyond
-    float rounding.  A filter whose analysis turns non-finite does not stop the others:
-    see `assimilax.experiment.run_job`.
+    How it runs (devices, restart, checkpoints, the non-finite policy) is `options`, an
+    `assimilax.experiment.RunOptions` (by default one device, with `progress`); the job
+    itself, failures included, is `assimilax.experiment.run_job`'s.
     """
     options = ax.experiment.RunOptions(progress=progress) if options is None else options
     if options.layout is not None:
