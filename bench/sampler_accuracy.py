@@ -1,6 +1,6 @@
 """Sampler accuracy at equal cost: unguided draws of an exact Gaussian transition.
 
-    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 1 python bench/sampler_accuracy.py \\
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 python bench/sampler_accuracy.py \\
         --out bench/results/sampler_accuracy.json
 
 ``N(m, q^2 I)``, d = 40, with the closed-form denoiser (`GaussianTransitionEmulator`), drawn
@@ -13,6 +13,9 @@ linear map of its initial noise, ``z = g sigma_0 eps``, so one draw with ``eps =
 ``sd / q = g sigma_0 / q`` without Monte Carlo error.  Cost: denoiser calls per draw
 (`Sampler.denoiser_calls`; what a network pays) and seconds per 10,000 draws of the closed-form
 denoiser on this CPU after a warm-up (``block_until_ready``; mostly the sampler's own overhead).
+
+A second table (`guided_laws`) gives the exact law of guided draws of a scalar Gaussian with
+the exact posterior denoiser below a switch level, as `GuidanceBelowLevel` runs them.
 """
 
 import argparse
@@ -51,6 +54,7 @@ def configurations() -> dict[str, tuple[str, ax.Sampler]]:
         "proposed Lorenz-96 job: 23 DPM-Solver++(3M), levels 2e-3..20, rho 7": ("lorenz96", ax.Sampler(e(2e-3, 20.0, 7.0), 23, DPM3M)),
         "23 DPM-Solver++(3M), Karras levels": ("lorenz96", ax.Sampler(KARRAS, 23, DPM3M)),
         "23 DPM-Solver++(3M), levels 2e-3..40, rho 7": ("lorenz96", ax.Sampler(e(2e-3, 40.0, 7.0), 23, DPM3M)),
+        "23 DPM-Solver++(3M), levels 2e-3..80, rho 8 (sigma_max kept at 80)": ("lorenz96", ax.Sampler(e(2e-3, 80.0, 8.0), 23, DPM3M)),
         "12 DPM-Solver++(2S), levels 1e-2..10, rho 50 (best 2S at 23 calls)": ("lorenz96", ax.Sampler(e(1e-2, 10.0, 50.0), 12, DPM2S)),
         "23 AB3, levels 1e-2..10, rho 50 (best AB3 at 23 calls)": ("lorenz96", ax.Sampler(e(1e-2, 10.0, 50.0), 23, AB3)),
         "12 Heun, levels 1e-2..10, rho 50 (best Heun at 23 calls)": ("lorenz96", ax.Sampler(e(1e-2, 10.0, 50.0), 12, diffrax.Heun())),
@@ -126,6 +130,47 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+GUIDED = {
+    "Lorenz-96 job: 12 DPM-Solver++(2S), Karras levels": ax.Sampler(KARRAS, 12, DPM2S),
+    "proposed Lorenz-96 job: 23 DPM-Solver++(3M), 2e-3..20": ax.Sampler(ax.EDMSchedule(2e-3, 20.0, 7.0), 23, DPM3M),
+    "23 DPM-Solver++(3M), 2e-3..80, rho 8": ax.Sampler(ax.EDMSchedule(2e-3, 80.0, 8.0), 23, DPM3M),
+    "core `Sampler()`": ax.Sampler(),
+    "400 DPM-Solver++(2S), 2e-3..20 (the ODE's own law)": ax.Sampler(ax.EDMSchedule(2e-3, 20.0, 7.0), 400, DPM2S),
+    "400 DPM-Solver++(2S), 2e-3..80 (the ODE's own law)": ax.Sampler(KARRAS, 400, DPM2S),
+}
+
+
+def guided_laws(q: float = 1.0, r: float = 1.0) -> list[dict]:
+    """Guided draws of a scalar ``N(0, q^2)`` observed as ``y = x + e``, ``e ~ N(0, r^2)``, with
+    the exact posterior denoiser below a switch (the prior above: `GuidanceBelowLevel`).  The
+    sampler is affine in ``(eps, y)``, ``z = a sigma_0 eps + b y``: ``a sigma_0`` and ``b`` over the
+    exact posterior sd ``q r / sqrt(q^2 + r^2)`` and gain ``q^2 / (q^2 + r^2)``."""
+    sd, gain = q * r / np.hypot(q, r), q**2 / (q**2 + r**2)
+    rows = []
+    for name, sampler in GUIDED.items():
+        for switch in (5.0, float("inf")):
+            def run(y, switch=switch):
+                prior = lambda x, s: q**2 / (q**2 + s**2) * x  # noqa: E731
+
+                def post(x, s):
+                    k = q**2 / (q**2 + s**2)
+                    return (x / s**2 + y / r**2) / (1 / (k * s**2) + 1 / r**2)
+
+                den = ax.SwitchedDenoiser(prior, post, switch)
+                return float(sampler.sample(jax.random.key(0), den, lambda k: jnp.ones(1))[0])
+
+            a = run(0.0)
+            rows.append(dict(name=name, switch=switch, q=q, r=r, sd_ratio=a / sd, gain_ratio=(run(1.0) - a) / gain))
+    return rows
+
+
+def guided_table(rows: list[dict]) -> str:
+    lines = ["| guided sampler (q = 1, r = 1) | guidance below | posterior sd / exact | gain / exact |", "|---|---|---|---|"]
+    for g in rows:
+        lines.append(f"| {g['name']} | {g['switch']:g} | {g['sd_ratio']:.4f} | {g['gain_ratio']:.4f} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="results JSON (a .md table is written beside it)")
@@ -139,6 +184,7 @@ def main():
                  scales=measure(sampler))
         print(table([r]).splitlines()[-1], flush=True)
         results.append(r)
+    guided = guided_laws() if not args.only else []
     meta = dict(
         command="python bench/sampler_accuracy.py " + (f"--out {args.out}" if args.out else ""),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -147,12 +193,13 @@ def main():
     )
     text = table(results)
     print(text)
+    print(guided_table(guided))
     if args.out is not None:
-        args.out.write_text(json.dumps(dict(meta, results=results), indent=1) + "\n")
+        args.out.write_text(json.dumps(dict(meta, results=results, guided=guided), indent=1) + "\n")
         args.out.with_suffix(".md").write_text(
             f"{meta['command']}\n{meta['date']}, {meta['machine']}, XLA_FLAGS={meta['xla_flags']}\n"
             f"d = {D}, {DRAWS} draws per scale; exact sd/q for deterministic samplers, "
-            "Monte Carlo ± se otherwise\n\n" + text + "\n")
+            "Monte Carlo ± se otherwise\n\n" + text + "\n\n" + guided_table(guided) + "\n")
 
 
 if __name__ == "__main__":
