@@ -22,9 +22,13 @@ mean ``m``.
 shipped configurations that miss the 1% bar are ``xfail(strict=True)`` with their measured
 sd (the marker turns into a failure the day they are fixed, so it must then be removed).
 The Lorenz-96 and GenCast jobs' defaults live in `adapters/`; when a job switches to its
-proposed configuration, delete the job's "current" entry and drop "proposed" from the other.
+proposed configuration, delete the job's "current" entry and drop "proposed" from the other
+(`test_the_job_defaults_are_measured_here` checks that the jobs' defaults are rows here).
 """
 
+import dataclasses
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -118,3 +122,29 @@ def test_exact_sd_agrees_with_the_draws():
     exact = _exact_sd_ratio(sampler, [0.3])[0]
     assert abs(exact - 0.938) < 0.001
     assert abs(x.std() - exact) < 5 / np.sqrt(2 * x.size)
+
+
+def _defaults(cls) -> dict:
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def test_the_job_defaults_are_measured_here():
+    """The jobs' default samplers (their dataclass defaults, built as the jobs build them) are
+    rows of `CONFIGURATIONS`: changing a job's default without measuring it here fails.  The
+    Lorenz-96 job's levels are written in `build_filters`, not in a field, so for it only the
+    level count and the solver are compared (against the rows named "Lorenz-96 job")."""
+    from assimilax_adapters.gencast.experiment import GenCastExperiment
+    from assimilax_adapters.lorenz96.experiment import TwinExperiment
+
+    g = _defaults(GenCastExperiment)
+    gencast = ax.Sampler(
+        ax.EDMSchedule(g["sigma_min"], g["sigma_max"], g["rho"]), g["levels"], ax.solver_by_name(g["solver"]),
+        ax.LangevinCorrector(g["corrector_steps"], g["langevin_delta"]) if g["corrector_steps"] else None,
+    )
+    assert any(eqx.tree_equal(gencast, s) is True for s, _ in CONFIGURATIONS.values()), gencast
+    t = _defaults(TwinExperiment)
+    rows = [s for name, (s, _) in CONFIGURATIONS.items() if name.startswith("Lorenz-96 job")]
+    solver = type(ax.solver_by_name(t["solver"]))
+    assert t["corrector_steps"] == 0 and any(
+        s.n_levels == t["levels"] and type(s.solver) is solver for s in rows
+    ), (t["levels"], t["solver"])
