@@ -1,0 +1,181 @@
+"""The trained Kolmogorov-flow diffusion emulator and its loader.
+
+The emulator models ``p(x[k+1] | x[k])`` (history length 1) of the flat vorticity state
+(``d = N^2``, row-major, see [`assimilax_adapters.kolmogorov.dynamics`][]) through the
+normalised increment
+
+    z = (x[k+1] - x[k] - mu_inc) / s_inc,        x[k+1] = x[k] + mu_inc + s_inc z,
+
+an affine map in ``z`` (guidance composes the observation operator with
+[`KolmogorovEmulator.to_state`][]).  The denoiser is an
+[`assimilax.EDMPreconditioned`][assimilax.denoisers.EDMPreconditioned] around a
+[`KolmogorovUNet`][] conditioned on the normalised previous state ``c = (x[k] - mu_x) / s_x``;
+it reshapes the flat target to the ``N x N`` grid and back.  The four scalars are
+climatological statistics of the training data (scalars: the flow is statistically
+homogeneous up to the forcing phase, which the network sees as input channels).
+
+[`load_emulator`][] rebuilds the emulator from a ``.eqx`` weights file and the ``.json``
+of hyper-parameters next to it; by default the weights shipped with the package.
+"""
+
+import importlib.resources
+import json
+import pathlib
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PyTree
+
+import assimilax
+from assimilax.errors import InvalidData
+
+from .network import KolmogorovUNet
+
+__all__ = ["DEFAULT_WEIGHTS", "GridNetwork", "KolmogorovEmulator", "build_emulator", "load_emulator", "save_emulator"]
+
+DEFAULT_WEIGHTS = "kolmogorov_q0.5.eqx"
+FORMAT_VERSION = 1
+
+
+class GridNetwork(eqx.Module):
+    """A flat-state view ``(d,) -> (d,)`` of a grid network ``(N, N) -> (N, N)``."""
+
+    network: KolmogorovUNet
+    num_points: int = eqx.field(static=True)
+
+    def __call__(
+        self, x_in: Float[Array, " d"], c_noise: Float[Array, ""], context: Float[Array, " d"]
+    ) -> Float[Array, " d"]:
+        n = self.num_points
+        return self.network(x_in.reshape(n, n), c_noise, context.reshape(n, n)).reshape(n * n)
+
+
+class KolmogorovEmulator(assimilax.AbstractEmulator):
+    """A conditional diffusion emulator of the stochastic Kolmogorov-flow transition.
+
+    **Arguments:**
+
+    - `denoiser`: the EDM-preconditioned [`GridNetwork`][], acting on the flat target ``z``.
+    - `num_points`: ``N`` (state size ``N^2``).
+    - `state_mean`, `state_std`: ``mu_x``, ``s_x``, normalising the context.
+    - `increment_mean`, `increment_std`: ``mu_inc``, ``s_inc``, defining the target.
+    """
+
+    denoiser: assimilax.EDMPreconditioned
+    num_points: int = eqx.field(static=True)
+    state_mean: float = eqx.field(static=True)
+    state_std: float = eqx.field(static=True)
+    increment_mean: float = eqx.field(static=True)
+    increment_std: float = eqx.field(static=True)
+    history_length: int = eqx.field(static=True, default=1)
+
+    def __check_init__(self):
+        if self.history_length != 1:
+            raise ValueError(f"KolmogorovEmulator has history length 1, got {self.history_length}.")
+        if self.state_std <= 0 or self.increment_std <= 0:
+            raise ValueError("KolmogorovEmulator normalisation scales must be positive.")
+
+    @property
+    def state_size(self) -> int:
+        """``N^2``."""
+        return self.num_points**2
+
+    def context(self, history: Float[Array, "1 d"], forcing: PyTree = None) -> Float[Array, " d"]:
+        """The normalised previous state ``(x[k] - mu_x) / s_x``."""
+        del forcing
+        return (history[-1] - self.state_mean) / self.state_std
+
+    def to_state(self, z: Float[Array, " d"], history: Float[Array, "1 d"]) -> Float[Array, " d"]:
+        """``x[k+1] = x[k] + mu_inc + s_inc z``."""
+        return history[-1] + self.increment_mean + self.increment_std * z
+
+    def to_target(self, x: Float[Array, " d"], history: Float[Array, "1 d"]) -> Float[Array, " d"]:
+        """``z = (x[k+1] - x[k] - mu_inc) / s_inc``."""
+        return (x - history[-1] - self.increment_mean) / self.increment_std
+
+
+_REQUIRED = ("num_points", "channels", "embed", "forcing_mode", "sigma_data", "state_mean",
+             "state_std", "increment_mean", "increment_std")
+
+
+def build_emulator(config: dict[str, Any], key: jax.Array | None = None) -> KolmogorovEmulator:
+    """An emulator with the architecture and normalisation in `config` (random weights).
+
+    `config` holds ``num_points``, ``channels``, ``embed``, ``forcing_mode``, ``sigma_data``,
+    ``state_mean``, ``state_std``, ``increment_mean``, ``increment_std``.
+    """
+    key = jax.random.key(0) if key is None else key
+    n = int(config["num_points"])
+    network = KolmogorovUNet(
+        channels=tuple(int(c) for c in config["channels"]),
+        embed=int(config["embed"]),
+        forcing_mode=int(config["forcing_mode"]),
+        key=key,
+    )
+    return KolmogorovEmulator(
+        denoiser=assimilax.EDMPreconditioned(GridNetwork(network, n), sigma_data=float(config["sigma_data"])),
+        num_points=n,
+        state_mean=float(config["state_mean"]),
+        state_std=float(config["state_std"]),
+        increment_mean=float(config["increment_mean"]),
+        increment_std=float(config["increment_std"]),
+    )
+
+
+def save_emulator(path: str | pathlib.Path, emulator: KolmogorovEmulator, config: dict[str, Any]) -> None:
+    """Write ``<path>`` (weights) and ``<path>.json`` (hyper-parameters, training report)."""
+    path = pathlib.Path(path)
+    missing = [k for k in _REQUIRED if k not in config]
+    if missing:
+        raise ValueError(f"save_emulator: config lacks {missing}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    eqx.tree_serialise_leaves(path, emulator)
+    meta = {"format_version": FORMAT_VERSION, **config}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def load_emulator(path: str | pathlib.Path | None = None) -> KolmogorovEmulator:
+    """Load a trained [`KolmogorovEmulator`][].
+
+    `path` is a ``.eqx`` file with a ``.json`` of the same stem beside it; by default the
+    weights shipped in ``assimilax_adapters/kolmogorov/weights/``.  Nothing is downloaded.
+
+    Raises `FileNotFoundError` if either file is missing and
+    [`assimilax.errors.InvalidData`][] if the JSON is malformed or lacks a hyper-parameter, or
+    the weights do not fit the architecture it describes or are not finite.
+    """
+    if path is None:
+        path = importlib.resources.files(__package__).joinpath("weights", DEFAULT_WEIGHTS)
+    path = pathlib.Path(str(path))
+    meta_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"Kolmogorov emulator weights not found: {path}")
+    if not meta_path.is_file():
+        raise FileNotFoundError(
+            f"Kolmogorov emulator hyper-parameters not found: {meta_path} (expected next to {path.name})."
+        )
+    try:
+        config = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise InvalidData(f"{meta_path} is not valid JSON: {e}") from e
+    if config.get("format_version") != FORMAT_VERSION:
+        raise InvalidData(
+            f"{meta_path}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}."
+        )
+    missing = [k for k in _REQUIRED if k not in config]
+    if missing:
+        raise InvalidData(f"{meta_path} lacks hyper-parameters {missing}.")
+    skeleton = build_emulator(config)
+    try:
+        emulator = eqx.tree_deserialise_leaves(path, skeleton)
+    except Exception as e:  # shape mismatch, truncated file, wrong format
+        raise InvalidData(
+            f"Weights in {path} do not match the architecture in {meta_path.name} "
+            f"(num_points={config['num_points']}, channels={config['channels']}, embed={config['embed']}): {e}"
+        ) from e
+    leaves = jax.tree_util.tree_leaves(eqx.filter(emulator, eqx.is_array))
+    if not all(bool(jnp.all(jnp.isfinite(x))) for x in leaves):
+        raise InvalidData(f"Weights in {path} contain NaN or inf.")
+    return emulator
