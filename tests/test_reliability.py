@@ -291,3 +291,15 @@ def test_a_damaged_truth_file_is_refused_naming_it(tmp_path, cut, suffix, drop):
         path.write_bytes(path.read_bytes()[: int(cut * path.stat().st_size)])
     with pytest.raises((ax.errors.InvalidData,), match=str(path.name)):
         load_truth(path)
+
+
+def test_filter_scan_names_the_first_nonfinite_cycle():
+    """The same doubling model as in test_assimilate (NaN from |x| >= 5): from 1 the states
+    are 2, 4, then NaN at cycle 2 of 4; the scan's output does not come back silently."""
+    d = 2
+    observation = ax.ObservationModel(ax.Selection.every(1, d), ax.DiagonalGaussianNoise(1.0, d))
+    emulator = ax.GaussianTransitionEmulator(lambda x: jnp.where(jnp.abs(x) < 5, 2 * x, jnp.nan), 1e-4 * np.eye(d))
+    filt = ax.EnsembleForecast(emulator, observation, ax.Sampler(n_levels=4))
+    with pytest.raises(NonFiniteError, match="EnsembleForecast: the analysis of cycle 2 holds NaN or inf in its particles") as caught:
+        ax.filter_scan(filt, filt.init(np.full((8, d), 1.5, np.float32)), np.zeros((4, d), np.float32), jax.random.key(0))
+    assert caught.value.cycle == 2

@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--observe-every", type=int, default=4, help="observe every n-th grid point")
     p.add_argument("--obs-std", type=float, default=0.1, help="observation noise standard deviation")
     p.add_argument("--space", default="normalised", choices=("normalised", "physical"), help="units of observations and noise")
-    p.add_argument("--levels", type=int, default=None, help="noise levels of the guided sampler (default 32)")
-    p.add_argument("--solver", default=None, choices=sorted(SOLVERS), help="probability-flow ODE solver of the guided sampler (default ab3)")
-    p.add_argument("--corrector-steps", type=int, default=None, help="Langevin corrector steps per level (default 2)")
+    p.add_argument("--levels", type=int, default=None, help="noise levels of the guided sampler (default 40; reference preset 32)")
+    p.add_argument("--solver", default=None, choices=sorted(SOLVERS), help="probability-flow ODE solver of the guided sampler (default dpm3m; reference preset ab3)")
+    p.add_argument("--corrector-steps", type=int, default=None, help="Langevin corrector steps per level (default 0; reference preset 2)")
     p.add_argument("--langevin-delta", type=float, default=None, help="Langevin step size delta (tau = delta sigma^2; default 0.2)")
     p.add_argument("--mmps-solver", default=None, choices=MMPS_SOLVERS, help="MMPS linear solver: unrolled CG or BiCGStab (default cg; reference preset bicgstab)")
     p.add_argument("--cg-iterations", type=int, default=None, help="iterations of the MMPS solver (default 1; reference preset 2)")
@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # Built-in defaults of the options a preset sets (explicit options > preset > these).
-DEFAULTS = dict(particles=8, levels=32, solver="ab3", corrector_steps=2, langevin_delta=0.2,
+DEFAULTS = dict(particles=8, levels=40, solver="dpm3m", corrector_steps=0, langevin_delta=0.2,
                 mmps_solver="cg", cg_iterations=1, ess_band=(50 / 256, 60 / 256))
 
 

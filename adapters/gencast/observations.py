@@ -24,10 +24,8 @@ units (``std`` of ``stddev_by_level``): with ``space="normalised"`` the observat
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import ArrayLike
 
 import assimilax as ax
 
@@ -136,23 +134,8 @@ def coarsened(
     return Instrument(ax.Stack(ops) if len(ops) > 1 else ops[0], tuple(out_fields))
 
 
-class Normalised(ax.AbstractObservationOperator):
-    """``(A(x) - location) / scale``: observations in GenCast's normalised units."""
-
-    inner: ax.AbstractObservationOperator
-    location: Float[Array, " p"]
-    scale: Float[Array, " p"]
-    obs_size: int = eqx.field(static=True)
-    state_size: int | None = eqx.field(static=True)
-
-    def __init__(self, inner: ax.AbstractObservationOperator, location: ArrayLike, scale: ArrayLike):
-        self.inner = inner
-        self.location = jnp.asarray(location, jnp.float32)
-        self.scale = jnp.asarray(scale, jnp.float32)
-        self.obs_size, self.state_size = inner.obs_size, inner.state_size
-
-    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " p"]:
-        return (self.inner(x) - self.location) / self.scale
+# The affine wrapper lives in the core (any model may report standardised observations).
+Normalised = ax.Normalised
 
 
 def _field_stat(stats: Statistics, field: Field) -> tuple[float, float]:

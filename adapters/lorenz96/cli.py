@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spinup", type=int, default=None, help="cycles left out of the summary means (default: min(20, cycles / 5))")
     p.add_argument("--filters", nargs="+", default=list(d.filters), choices=FILTERS, metavar="FILTER", help=f"filters to run, from {', '.join(FILTERS)}")
     p.add_argument("--levels", type=int, default=d.levels, help="noise levels of the sampler")
+    p.add_argument("--sigma-max", type=float, default=d.sigma_max, help="largest noise level of the sampler")
+    p.add_argument("--sigma-min", type=float, default=d.sigma_min, help="smallest noise level of the sampler")
+    p.add_argument("--rho", type=float, default=d.rho, help="EDM (Karras) exponent of the noise levels")
     p.add_argument("--solver", default=d.solver, choices=sorted(SOLVERS), help="probability-flow ODE solver")
     p.add_argument("--corrector-steps", type=int, default=d.corrector_steps, help="Langevin corrector steps per level")
     p.add_argument("--cg-iterations", type=int, default=d.cg_iterations, help="conjugate-gradient steps of MMPS")
@@ -78,6 +81,9 @@ def main(args: argparse.Namespace) -> int:
         filters=tuple(dict.fromkeys(args.filters)),
         levels=args.levels,
         solver=args.solver,
+        sigma_min=args.sigma_min,
+        sigma_max=args.sigma_max,
+        rho=args.rho,
         corrector_steps=args.corrector_steps,
         cg_iterations=args.cg_iterations,
         guidance_max_sigma=args.guidance_max_sigma,

@@ -76,6 +76,7 @@ from .observations import (
     FunctionOperator as FunctionOperator,
     Interpolation as Interpolation,
     MatrixOperator as MatrixOperator,
+    Normalised as Normalised,
     ObservationModel as ObservationModel,
     Selection as Selection,
     Stack as Stack,

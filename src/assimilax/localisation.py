@@ -23,6 +23,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, Shaped
 
 from . import _checks
 from .errors import InvalidArgument
+from .layout import StateLayout
 from .observations import AbstractObservationOperator
 
 
@@ -143,3 +144,35 @@ class BlockLocalisation(eqx.Module):
         _checks.integer("BlockLocalisation.contiguous", "state_size", state_size, 1)
         _checks.integer("BlockLocalisation.contiguous", "block_size", block_size, 1, state_size)
         return cls.from_state_blocks(np.arange(state_size) // block_size, operator)
+
+
+def tile_blocks(layout: StateLayout, tile: tuple[int, int]) -> Int[np.ndarray, " d"]:
+    """The lat-lon tile of every state component, ``(d,)`` block indices.
+
+    For a field-major state `layout` whose variables end in ``(lat, lon)`` dimensions (each
+    variable and level a contiguous latitude-major block, as GenCast's; any 2-D gridded
+    model's).  Tiles are rectangles of ``tile = (tile_lat, tile_lon)`` grid points in index space,
+    numbered latitude-major: grid point ``(i, j)`` is in tile
+    ``(i // tile_lat) * ceil(n_lon / tile_lon) + j // tile_lon``, and every field (variable
+    and level) of a grid point is in that point's tile.  The last row and column of tiles
+    are smaller when the tile does not divide the grid.  Nothing wraps: the tiles on either
+    side of the first longitude are different blocks (as are any two neighbouring tiles),
+    and a pole row is split among the tiles of its band like any other row.
+    """
+    first = layout.variables[0]
+    nlat, nlon = first.shape[-2:]
+    t_lat, t_lon = tile
+    if not (1 <= t_lat <= nlat and 1 <= t_lon <= nlon):
+        raise InvalidArgument(
+            f"tile_blocks: the tile (lat, lon) must be in [1, {nlat}] x [1, {nlon}] grid points, got {tuple(tile)}."
+        )
+    n_cols = -(-nlon // t_lon)
+    point = ((np.arange(nlat) // t_lat)[:, None] * n_cols + (np.arange(nlon) // t_lon)[None, :]).reshape(-1)
+    blocks = np.full(layout.size, -1, np.int64)
+    for v in layout.variables:
+        if v.dims[-2:] != ("lat", "lon") or v.shape[-2:] != (nlat, nlon):
+            raise InvalidArgument(f"tile_blocks: {v.name!r} is not on the {nlat} x {nlon} (lat, lon) grid.")
+        blocks[v.offset : v.offset + v.size] = np.tile(point, v.size // point.size)
+    if np.any(blocks < 0):
+        raise InvalidArgument("tile_blocks: the layout's variables do not cover the state.")
+    return blocks

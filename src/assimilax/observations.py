@@ -266,6 +266,45 @@ class Stack(AbstractObservationOperator):
         return jnp.concatenate([op(x) for op in self.operators])
 
 
+class Normalised(AbstractObservationOperator):
+    """An operator in standardised units: ``(A(x) - location) / scale``, per observation.
+
+    For observations reported as anomalies (GenCast's normalised units: ``location`` the
+    climatological mean, ``scale`` the std of each observed field).  `location` and `scale`
+    are ``(p,)`` (or scalars); `scale` finite and non-zero.
+    """
+
+    inner: AbstractObservationOperator
+    location: Float[Array, " p"]
+    scale: Float[Array, " p"]
+    obs_size: int = eqx.field(static=True)
+    state_size: int | None = eqx.field(static=True)
+
+    def __init__(self, inner: AbstractObservationOperator, location: ArrayLike, scale: ArrayLike):
+        p = inner.obs_size
+        self.inner = inner
+        self.location = jnp.broadcast_to(jnp.asarray(location, jnp.float32), (p,))
+        self.scale = jnp.broadcast_to(jnp.asarray(scale, jnp.float32), (p,))
+        self.obs_size, self.state_size = p, inner.state_size
+
+    def __check_init__(self):
+        for name in ("location", "scale"):
+            value = getattr(self, name)
+            if isinstance(value, jax.core.Tracer):
+                continue
+            a = np.asarray(value)
+            bad = ~np.isfinite(a) | ((a == 0) if name == "scale" else False)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise invalid(f"{name}[{i}]", float(a[i]), "finite" + (" and non-zero" if name == "scale" else ""), owner="Normalised")
+
+    def check_state_size(self, d: int) -> None:
+        self.inner.check_state_size(d)
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " p"]:
+        return (self.inner(x) - self.location) / self.scale
+
+
 class FunctionOperator(AbstractObservationOperator):
     """Any differentiable ``A``, given as a function of one flat state.
 

@@ -2,8 +2,11 @@
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
+from ..errors import NonFiniteError
 from ..resampling import normalise
 from ..sharding import ParticleLayout
 from .base import AbstractFilter, Diagnostics, FilterState, check_observations
@@ -80,4 +83,32 @@ def filter_scan(
     if layout.mesh is not None:
         key = layout.put(key, sharded=False)
         forcings = layout.put(forcings, sharded=False)
-    return _scan(filt, state, observations, key, forcings, layout)
+    final, out = _scan(filt, state, observations, key, forcings, layout)
+    _check_finite(filt, out)
+    return final, out
+
+
+def _check_finite(filt: AbstractFilter, out: FilterOutput) -> None:
+    """Raise a `NonFiniteError` naming the first cycle whose analysis holds NaN or inf.
+
+    Only per-cycle flags come to the host; skipped inside a caller's `jit` (tracers).
+    """
+    if isinstance(out.particles, jax.core.Tracer):
+        return
+    d = out.diagnostics
+    parts = {
+        "particles": jnp.all(jnp.isfinite(out.particles), axis=(1, 2)),
+        "weights": jnp.all(jnp.isfinite(out.log_weights), axis=1),
+        "ess": jnp.isfinite(d.ess),
+        "alpha": jnp.isfinite(d.alpha),
+    }
+    if filt.observation is not None:  # without one the evidence is NaN by definition
+        parts["log_likelihood"] = jnp.isfinite(d.log_likelihood)
+    flags = {k: np.asarray(v) for k, v in parts.items()}
+    bad = np.flatnonzero(~np.all(np.stack(list(flags.values())), axis=0))
+    if bad.size:
+        t = int(bad[0])
+        raise NonFiniteError(
+            type(filt).__name__, t, tuple(k for k, v in flags.items() if not v[t]),
+            "filter_scan; assimilate(...) keeps the cycles before it in a checkpoint",
+        )
