@@ -461,3 +461,18 @@ def test_vp_denoiser_equals_ve_gaussian_denoiser():
             np.asarray(wrapped(x_t, s, jnp.asarray(m))), np.asarray(ve(x_t, s, jnp.asarray(m))),
             rtol=1e-9, atol=1e-10,
         )
+
+
+def test_solvers_say_where_they_call_the_denoiser():
+    """Stage levels come from the solver (its own method, or diffrax's Butcher tableau),
+    so the cost of any solver is counted: 11 steps of 12 levels, plus the final denoising."""
+    import diffrax
+
+    from assimilax.solvers import stage_levels
+
+    assert stage_levels(ax.DPMSolverPP2S(), 4.0, 1.0) == (4.0, 2.0)
+    assert stage_levels(diffrax.Midpoint(), 4.0, 2.0) == (4.0, 3.0)
+    assert stage_levels(diffrax.Bosh3(), 4.0, 0.0) == (4.0, 2.0, 1.0)  # FSAL: the last stage is the next step's first
+    calls = {type(s).__name__: ax.Sampler(ax.EDMSchedule(2e-3, 80.0, 7.0), 12, s).denoiser_calls()
+             for s in (ax.DPMSolverPP2S(), ax.DPMSolverPP3M(), ax.AdamsBashforth3(), diffrax.Euler(), diffrax.Heun(), diffrax.Midpoint())}
+    assert calls == {"DPMSolverPP2S": 23, "DPMSolverPP3M": 12, "AdamsBashforth3": 12, "Euler": 12, "Heun": 23, "Midpoint": 23}

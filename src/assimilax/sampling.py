@@ -45,7 +45,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from . import _checks
 from .errors import InvalidArgument
 from .schedules import AbstractSchedule, EDMSchedule
-from .solvers import AdamsBashforth3, DPMSolverPP2S, DPMSolverPP3M
+from .solvers import DPMSolverPP3M, stage_levels
 
 DenoiseFn = Callable[[Array, Array], Array]
 NoiseFn = Callable[[PRNGKeyArray], Array]
@@ -180,18 +180,18 @@ class Sampler(eqx.Module):
         return self.schedule.sigma_max
 
     def denoiser_calls(self) -> int:
-        """Denoiser evaluations per sample (the cost floor of one proposal)."""
-        per_step = 2 if isinstance(self.solver, (diffrax.Heun, DPMSolverPP2S)) else 1
+        """Denoiser evaluations per sample (the cost floor of one proposal): the solver's
+        stages per step ([`assimilax.solvers.stage_levels`][]), the corrector's, and the
+        final denoising."""
+        per_step = len(stage_levels(self.solver, 1.0, 0.5))
         steps = self.n_levels - 1
         corrector = 0 if self.corrector is None else self.corrector.steps * steps
         return per_step * steps + corrector + 1
 
     def _step_evaluations(self, levels: np.ndarray) -> list[np.ndarray]:
         """Per step, the levels at which it calls the denoiser: from ``sigma_i`` (raised to
-        ``sigma_hat_i`` by churn) to ``sigma_{i+1}``, Euler, Adams-Bashforth and
-        DPM-Solver++(3M) evaluate at ``sigma_hat_i``, Heun also at ``sigma_{i+1}``,
-        DPM-Solver++(2S) at ``sigma_hat_i`` and ``sqrt(sigma_hat_i sigma_{i+1})``, the corrector at ``sigma_{i+1}``; another solver is
-        taken to evaluate anywhere in ``[sigma_{i+1}, sigma_hat_i]``."""
+        ``sigma_hat_i`` by churn) to ``sigma_{i+1}``, the solver's
+        [`assimilax.solvers.stage_levels`][] and the corrector's ``sigma_{i+1}``."""
         top = levels[:-1]
         if self.churn is not None:
             g = min(self.churn.churn / self.n_levels, 2**0.5 - 1)
@@ -199,12 +199,7 @@ class Sampler(eqx.Module):
             top = top * (1 + np.where(inside, g, 0.0).astype(levels.dtype))
         steps = []
         for s0, s1 in zip(top, levels[1:]):
-            if isinstance(self.solver, DPMSolverPP2S):
-                ode = [s0, np.sqrt(s0 * s1)]
-            elif isinstance(self.solver, (diffrax.Euler, AdamsBashforth3, DPMSolverPP3M)):
-                ode = [s0]
-            else:  # Heun, and the bounds of any other solver's stages
-                ode = [s0, s1]
+            ode = [float(v) for v in stage_levels(self.solver, float(s0), float(s1))]
             corrector = [s1] * (0 if self.corrector is None else self.corrector.steps)
             steps.append(np.array(ode + corrector, dtype=levels.dtype))
         return steps

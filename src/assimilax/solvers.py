@@ -20,14 +20,21 @@ The exponential integrators recover the denoised value from the vector field as
 path, which it nearly is far above and far below the data's scale; the error comes from
 the steps across ``sigma ~ sigma_data``, where ``D`` turns from the mean to ``x``.
 
-Neither supports adaptive step sizes (they return no error estimate).
+None supports adaptive step sizes (they return no error estimate).
+
+Each says where one step calls the denoiser ([`AbstractSigmaSolver.stage_levels`][]);
+[`stage_levels`][] answers for any solver (diffrax's Euler and explicit Runge-Kutta
+methods from their Butcher tableau), so the sampler counts its cost and splits guidance
+by level without a list of solver types.
 """
 
+import abc
 from collections.abc import Callable
 from typing import ClassVar
 
 import diffrax
 import jax.numpy as jnp
+import numpy as np
 from diffrax import AbstractTerm
 from jaxtyping import Array, Float
 
@@ -51,7 +58,36 @@ def _lagrange_integrals(
     return c0, c1, c2
 
 
-class AdamsBashforth3(diffrax.AbstractSolver):
+class AbstractSigmaSolver(diffrax.AbstractSolver):
+    """A solver of the probability-flow ODE in ``t = sigma`` that says where it evaluates."""
+
+    @abc.abstractmethod
+    def stage_levels(self, sigma0: float, sigma1: float) -> tuple[float, ...]:
+        """The noise levels at which one step from `sigma0` to `sigma1` calls the denoiser."""
+
+
+def stage_levels(solver: diffrax.AbstractSolver, sigma0: float, sigma1: float) -> tuple[float, ...]:
+    """Where one step of `solver` from `sigma0` to `sigma1` calls the denoiser.
+
+    An [`AbstractSigmaSolver`][] says it itself; diffrax's `Euler` evaluates at `sigma0`;
+    an explicit Runge-Kutta method (`Heun`, `Midpoint`, `Bosh3`...) at ``sigma0 + c_i
+    (sigma1 - sigma0)`` for the nodes ``c`` of its Butcher tableau, less its last stage when
+    that is the next step's first (FSAL).  Any other solver is taken to evaluate at both
+    ends: a bound for the guidance split, not a count.
+    """
+    if isinstance(solver, AbstractSigmaSolver):
+        return solver.stage_levels(sigma0, sigma1)
+    if isinstance(solver, diffrax.Euler):
+        return (sigma0,)
+    if isinstance(solver, diffrax.AbstractERK):
+        nodes = [0.0, *np.asarray(solver.tableau.c, dtype=float)]
+        if solver.tableau.fsal:
+            nodes = nodes[:-1]
+        return tuple(sigma0 + c * (sigma1 - sigma0) for c in nodes)
+    return (sigma0, sigma1)
+
+
+class AdamsBashforth3(AbstractSigmaSolver):
     """Third-order explicit Adams-Bashforth on a non-uniform grid.
 
     ``x_{n+1} = x_n + int_{t_n}^{t_{n+1}} P(t) dt`` where ``P`` interpolates the vector field
@@ -65,6 +101,9 @@ class AdamsBashforth3(diffrax.AbstractSolver):
 
     def order(self, terms):
         return 3
+
+    def stage_levels(self, sigma0, sigma1):
+        return (sigma0,)  # one call per step, at its start
 
     def init(self, terms, t0, t1, y0, args):
         zero = jnp.zeros_like(y0)
@@ -96,7 +135,7 @@ class AdamsBashforth3(diffrax.AbstractSolver):
         return terms.vf(t0, y0, args)
 
 
-class DPMSolverPP2S(diffrax.AbstractSolver):
+class DPMSolverPP2S(AbstractSigmaSolver):
     """DPM-Solver++(2S) for the VE probability-flow ODE ``dx/dsigma = (x - D)/sigma``.
 
     With ``r = sigma_1 / sigma_0`` and the midpoint ``sigma_s = sqrt(sigma_0 sigma_1)``:
@@ -109,6 +148,9 @@ class DPMSolverPP2S(diffrax.AbstractSolver):
 
     def order(self, terms):
         return 2
+
+    def stage_levels(self, sigma0, sigma1):
+        return (sigma0, (sigma0 * sigma1) ** 0.5)  # the start and the midpoint in log sigma
 
     def init(self, terms, t0, t1, y0, args):
         return None
@@ -127,7 +169,7 @@ class DPMSolverPP2S(diffrax.AbstractSolver):
         return terms.vf(t0, y0, args)
 
 
-class DPMSolverPP3M(diffrax.AbstractSolver):
+class DPMSolverPP3M(AbstractSigmaSolver):
     """DPM-Solver++(3M) for the VE probability-flow ODE ``dx/dsigma = (x - D)/sigma``.
 
     The multistep exponential integrator of Lu et al. (2022) taken to third order, in the
@@ -153,6 +195,9 @@ class DPMSolverPP3M(diffrax.AbstractSolver):
 
     def order(self, terms):
         return 3
+
+    def stage_levels(self, sigma0, sigma1):
+        return (sigma0,)  # one call per step, at its start
 
     def init(self, terms, t0, t1, y0, args):
         zero = jnp.zeros_like(y0)
