@@ -303,3 +303,12 @@ def test_filter_scan_names_the_first_nonfinite_cycle():
     with pytest.raises(NonFiniteError, match="EnsembleForecast: the analysis of cycle 2 holds NaN or inf in its particles") as caught:
         ax.filter_scan(filt, filt.init(np.full((8, d), 1.5, np.float32)), np.zeros((4, d), np.float32), jax.random.key(0))
     assert caught.value.cycle == 2
+
+
+def test_a_stale_checkpoint_of_a_later_filter_is_refused_before_any_filter_runs(tmp_path, capsys):
+    out = tmp_path / "X"
+    assert main(["lorenz96", *FAST, "--filters", "letkf", "--localisation-radius", "3", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["lorenz96", *FAST, "--filters", "enkf", "letkf", "-o", str(out)]) == 2
+    assert "letkf.npz belongs to a different run: its filter differ" in _one_error_line(capsys.readouterr().err)
+    assert not (out / "checkpoints" / "enkf.npz").exists()  # nothing ran

@@ -202,6 +202,33 @@ def _load(path: Path, fingerprint: dict[str, str], keep: str, mismatch: str):
     return state, done, history
 
 
+def check_checkpoint(
+    filt: AbstractFilter,
+    state: FilterState,
+    observations: Float[ArrayLike, "T p"],
+    key: PRNGKeyArray,
+    forcings: PyTree = None,
+    *,
+    checkpoint: str | os.PathLike,
+    checkpoint_every: int = 10,
+    checkpoint_mismatch: Literal["error", "restart", "resume"] = "error",
+    keep: Literal["ensemble", "moments"] = "ensemble",
+) -> int:
+    """What [`assimilate`][] would do with `checkpoint`, without running a cycle.
+
+    Raises what `assimilate` would raise before its first cycle (an unwritable folder, a
+    damaged checkpoint, one of another run); returns the cycles it would resume from (0 for
+    a fresh start).  A job checks every filter's checkpoint this way before running any.
+    """
+    path = Path(checkpoint)
+    _check_checkpoint_path(path, checkpoint_every)
+    if not path.exists():
+        return 0
+    obs = np.asarray(observations, dtype=np.asarray(state.particles).dtype)
+    loaded = _load(path, _fingerprint(filt, state, obs, key, forcings), keep, checkpoint_mismatch)
+    return 0 if loaded is None else loaded[1]
+
+
 def _check_checkpoint_path(path: Path, every: int) -> None:
     """Fail before any cycle runs if the checkpoint cannot be written."""
     if isinstance(every, bool) or every < 1:

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from jaxtyping import ArrayLike, Float, PRNGKeyArray, PyTree
 
-from ..assimilate import FilterMoments, assimilate
+from ..assimilate import FilterMoments, assimilate, check_checkpoint
 from ..errors import NonFiniteError, RunFailed
 from ..filters.base import AbstractFilter, check_observations
 from ..filters.run import FilterOutput
@@ -75,6 +75,14 @@ def run_filters(
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     states = {name: filt.init(ensemble) for name, filt in filters.items()}
+    forcings = None if forcings is None else jax.tree.map(jax.numpy.asarray, forcings)
+    if folder is not None:  # every checkpoint refused or accepted before any filter runs
+        for name, filt in filters.items():
+            check_checkpoint(
+                filt, states[name], observations, key, forcings, checkpoint=folder / f"{name}.npz",
+                checkpoint_every=options.checkpoint_every,
+                checkpoint_mismatch="restart" if options.restart else "error", keep=keep,
+            )
     width = max((len(n) for n in filters), default=0)
     results, seconds, failures = {}, {}, {}
     for name, filt in filters.items():
@@ -85,7 +93,7 @@ def run_filters(
                 states[name],
                 observations,
                 key,
-                None if forcings is None else jax.tree.map(jax.numpy.asarray, forcings),
+                forcings,
                 checkpoint=None if folder is None else folder / f"{name}.npz",
                 checkpoint_every=options.checkpoint_every,
                 checkpoint_mismatch="restart" if options.restart else "error",
