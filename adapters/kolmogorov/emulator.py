@@ -25,7 +25,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 import assimilax
@@ -167,7 +167,12 @@ def load_emulator(path: str | pathlib.Path | None = None) -> KolmogorovEmulator:
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
         raise InvalidData(f"{meta_path} lacks hyper-parameters {missing}.")
-    skeleton = build_emulator(config)
+    # Shapes only (no initialisation compute): the random init of ~40 small arrays, op by op,
+    # took most of the load time on a CPU core.
+    try:
+        skeleton = eqx.filter_eval_shape(build_emulator, config)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidData(f"{meta_path}: bad hyper-parameters: {e}") from e
     try:
         emulator = eqx.tree_deserialise_leaves(path, skeleton)
     except Exception as e:  # shape mismatch, truncated file, wrong format
@@ -176,6 +181,6 @@ def load_emulator(path: str | pathlib.Path | None = None) -> KolmogorovEmulator:
             f"(num_points={config['num_points']}, channels={config['channels']}, embed={config['embed']}): {e}"
         ) from e
     leaves = jax.tree_util.tree_leaves(eqx.filter(emulator, eqx.is_array))
-    if not all(bool(jnp.all(jnp.isfinite(x))) for x in leaves):
+    if not all(np.isfinite(np.asarray(x)).all() for x in leaves):
         raise InvalidData(f"Weights in {path} contain NaN or inf.")
     return emulator
