@@ -50,12 +50,14 @@ CONFIGS = {
 }
 
 
-def make_truth(seed: int, q: float, cycles: int, path: Path) -> None:
+def make_truth(seed: int, q: float, cycles: int, path: Path, observe: str = "identity") -> None:
     k_truth, k_obs = jax.random.split(jax.random.key(1000 + seed))
     xx = np.asarray(simulate(k_truth, cycles + 1, model=Lorenz96(dim=D), q=q), dtype=np.float64)
     obs_idx = np.arange(0, D, OBS_EVERY)
-    yy = xx[1:, obs_idx] + np.sqrt(R) * np.asarray(jax.random.normal(k_obs, (cycles, obs_idx.size)))
-    save_truth(path, xx, yy, obs_idx, q=q, r=R)
+    observed = xx[1:, obs_idx]
+    observed = np.abs(observed) if observe == "abs" else observed
+    yy = observed + np.sqrt(R) * np.asarray(jax.random.normal(k_obs, (cycles, obs_idx.size)))
+    save_truth(path, xx, yy, obs_idx, q=q, r=R, observe=observe)
 
 
 def scores(mean: np.ndarray, var: np.ndarray, truth: np.ndarray, burn: int) -> dict:
@@ -109,6 +111,7 @@ def main():
     parser.add_argument("--levels", type=int, default=TwinExperiment.levels)
     parser.add_argument("--solver", default=TwinExperiment.solver)
     parser.add_argument("--truth-dir", type=Path, default=Path("outputs/lorenz96_truths"))
+    parser.add_argument("--observe", default="identity", choices=("identity", "abs"), help="observe x or |x| (the truths of abs are other files)")
     parser.add_argument("--dapper", action="store_true")
     parser.add_argument("--dapper-python", default=sys.executable)
     parser.add_argument("--out", type=Path, default=None)
@@ -119,9 +122,10 @@ def main():
     rows: dict[tuple[str, float], list[dict]] = {}
     for q in args.q:
         for seed in args.seeds:
-            path = args.truth_dir / f"l96_q{q}_seed{seed}.npz"
+            tag = "" if args.observe == "identity" else f"_{args.observe}"
+            path = args.truth_dir / f"l96_q{q}_seed{seed}{tag}.npz"
             if not path.exists():
-                make_truth(seed, q, args.cycles, path)
+                make_truth(seed, q, args.cycles, path, args.observe)
             truth = np.load(path)["xx"][1:]
             for name in args.filters:
                 job, inflation = CONFIGS[name]

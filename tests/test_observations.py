@@ -294,3 +294,17 @@ def test_observation_model_sample_is_operator_plus_noise():
         np.asarray(x)[::2] + np.asarray(model.noise.sample(key)),
         rtol=1e-6,
     )
+
+
+def test_absolute_and_normalised_wrap_an_operator():
+    import jax.numpy as jnp
+
+    sel = ax.Selection.every(2, 6)
+    x = jnp.array([-1.0, 2.0, 3.0, -4.0, -5.0, 6.0])
+    np.testing.assert_array_equal(ax.Absolute(sel)(x), [1.0, 3.0, 5.0])
+    np.testing.assert_allclose(ax.Normalised(ax.Absolute(sel), 1.0, np.array([2.0, 2.0, 4.0]))(x), [0.0, 1.0, 1.0])
+    assert ax.Absolute(sel).obs_size == 3 and ax.Absolute(sel).state_size == 6
+    with pytest.raises(ax.errors.InvalidArgument, match="state has size 5"):
+        ax.Absolute(sel).check_state_size(5)
+    with pytest.raises(ax.errors.InvalidArgument, match=r"Normalised: scale\[1\] = 0.0"):
+        ax.Normalised(sel, 0.0, np.array([1.0, 0.0, 1.0]))

@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--particles", "-n", type=int, default=d.particles, help="ensemble size N")
     p.add_argument("--cycles", "-T", type=int, default=d.cycles, help="number of observation times")
     p.add_argument("--observe-every", type=int, default=d.observe_every, help="observe every k-th component")
+    p.add_argument("--observe", default=d.observe, choices=("identity", "abs"),
+                   help="what is observed of the observed components: x, or |x| (the sign is lost: a non-Gaussian case)")
     p.add_argument("--obs-std", type=float, default=d.obs_std, help="observation noise standard deviation")
     p.add_argument("--q", type=float, default=d.q, help="model noise standard deviation per interval")
     p.add_argument("--dim", type=int, default=d.dim, help="Lorenz-96 dimension (the shipped emulator is for 40)")
@@ -74,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
         cycles=args.cycles,
         observe_every=args.observe_every,
         obs_std=args.obs_std,
+        observe=args.observe,
         q=args.q,
         dim=args.dim,
         seed=args.seed,

@@ -1,7 +1,9 @@
 """The Lorenz-96 twin experiment: the main job of `assimilax lorenz96`.
 
 A truth trajectory of the stochastic model ``x[k+1] = M(x[k]) + q eps``, noisy observations
-of every `observe_every`-th component ``y[k] = x[k][::observe_every] + obs_std eps``, and a
+of every `observe_every`-th component ``y[k] = x[k][::observe_every] + obs_std eps`` (with
+``observe="abs"``, ``|x[k][::observe_every]| + obs_std eps``: the sign is lost, a
+non-Gaussian posterior where particle filters should beat the ensemble Kalman filters), and a
 set of filters run from the same perturbed start on the same observations:
 
 - ``fa-apf``: the FA-APF with the shipped diffusion emulator (Dirac weights, ESS-band
@@ -58,6 +60,7 @@ FILTERS = (
 )
 TRAINED = ("fa-apf", "fa-apf-block", "fa-apf-local", "bootstrap", "forecast", "enkf-emulator", "letkf-emulator")
 SOLVERS = ax.SOLVER_NAMES
+OBSERVE = ("identity", "abs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,7 @@ class TwinExperiment:
     local_ess_band: tuple[float, float] = (0.1, 0.15)
     obs_indices: tuple[int, ...] | None = None
     truth_path: str | None = None
+    observe: str = "identity"  # or "abs": observe |x| of the observed components
 
     def __post_init__(self):
         problems = []
@@ -117,6 +121,8 @@ class TwinExperiment:
             problems.append(f"init_std must be at least 0, got {self.init_std}")
         if not self.obs_std >= 1e-6:
             problems.append(f"obs_std must be at least 1e-6 (its square must be a normal float32), got {self.obs_std}")
+        if self.observe not in OBSERVE:
+            problems.append(f"observe must be one of {list(OBSERVE)}, got {self.observe!r}")
         if self.cycles < 1:
             problems.append(f"cycles must be at least 1, got {self.cycles}")
         if not 1 <= self.observe_every <= self.dim:
@@ -186,7 +192,7 @@ class TwinExperiment:
         from .truth import load_truth
 
         t = load_truth(path)
-        fixed = dict(dim=t.dim, cycles=t.cycles, q=t.q, obs_std=t.obs_std, obs_indices=tuple(int(i) for i in t.obs_idx))
+        fixed = dict(dim=t.dim, cycles=t.cycles, q=t.q, obs_std=t.obs_std, obs_indices=tuple(int(i) for i in t.obs_idx), observe=t.observe)
         return cls(**{**options, **fixed, "truth_path": str(path)})
 
     def uses_trained_emulator(self) -> bool:
@@ -221,14 +227,15 @@ def twin_data(cfg: TwinExperiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from .truth import load_truth
 
         t = load_truth(cfg.truth_path)
-        if t.dim != cfg.dim or t.cycles != cfg.cycles or not np.array_equal(np.flatnonzero(cfg.observed), t.obs_idx):
+        if t.dim != cfg.dim or t.cycles != cfg.cycles or t.observe != cfg.observe or not np.array_equal(np.flatnonzero(cfg.observed), t.obs_idx):
             raise ax.errors.InvalidArgument(f"the configuration does not match the truth file {cfg.truth_path}; build it with TwinExperiment.from_truth.")
         ensemble = t.xx[0] + cfg.init_std * np.asarray(jax.random.normal(k_init, (cfg.particles, cfg.dim)))
         return t.xx, t.yy, ensemble
     model = Lorenz96(dim=cfg.dim)
     truth = simulate(k_truth, cfg.cycles + 1, model=model, q=cfg.q)
     noise = cfg.obs_std * jax.random.normal(k_obs, (cfg.cycles, int(cfg.observed.sum())))
-    observations = truth[1:, cfg.observed] + noise
+    observed = truth[1:, cfg.observed]
+    observations = (jnp.abs(observed) if cfg.observe == "abs" else observed) + noise
     ensemble = truth[0] + cfg.init_std * jax.random.normal(k_init, (cfg.particles, cfg.dim))
     return np.asarray(truth), np.asarray(observations), np.asarray(ensemble)
 
@@ -236,9 +243,10 @@ def twin_data(cfg: TwinExperiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
     """The filters of the experiment, by name."""
     n_obs = int(cfg.observed.sum())
-    observation = ax.ObservationModel(
-        ax.Selection.from_mask(cfg.observed), ax.DiagonalGaussianNoise(cfg.obs_std, n_obs)
-    )
+    operator = ax.Selection.from_mask(cfg.observed)
+    if cfg.observe == "abs":  # |x|: the sign is not observed (a non-Gaussian posterior)
+        operator = ax.Absolute(operator)
+    observation = ax.ObservationModel(operator, ax.DiagonalGaussianNoise(cfg.obs_std, n_obs))
     sampler = ax.Sampler(
         ax.EDMSchedule(cfg.sigma_min, cfg.sigma_max, cfg.rho),
         cfg.levels,

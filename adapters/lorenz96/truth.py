@@ -35,6 +35,7 @@ class Truth:
     obs_idx: np.ndarray
     q: float
     obs_std: float
+    observe: str = "identity"  # "abs": yy observes |x[obs_idx]|
 
     @property
     def cycles(self) -> int:
@@ -116,16 +117,21 @@ def load_truth(path: str | Path) -> Truth:
     if not q > 0 or not r > 0:
         raise InvalidData(f"truth file {path}: q and r must be positive, got q = {q}, {name} = {r}.")
     obs_std = float(np.sqrt(r)) if name == "r" else r
+    observe = get("observe")
+    observe = "identity" if observe is None else str(np.asarray(observe))
+    if observe not in ("identity", "abs"):
+        raise InvalidData(f"truth file {path}: observe = {observe!r}: must be 'identity' or 'abs'.")
     order = np.argsort(obs_idx)  # the job's Selection lists components in increasing order
-    return Truth(xx, yy[:, order], obs_idx[order].astype(int), q, obs_std)
+    return Truth(xx, yy[:, order], obs_idx[order].astype(int), q, obs_std, observe)
 
 
-def save_truth(path: str | Path, xx, yy, obs_idx, q: float, r: float) -> None:
-    """Write a truth file (``.npz`` or ``.nc``) that [`load_truth`][] reads."""
+def save_truth(path: str | Path, xx, yy, obs_idx, q: float, r: float, observe: str = "identity") -> None:
+    """Write a truth file (``.npz`` or ``.nc``) that [`load_truth`][] reads (`observe`
+    ``"abs"``: `yy` observes ``|x[obs_idx]|``)."""
     path = Path(path)
     arrays = {"xx": np.asarray(xx), "yy": np.asarray(yy), "obs_idx": np.asarray(obs_idx, dtype=np.int64)}
     if path.suffix == ".npz":
-        np.savez(path, **arrays, q=np.float64(q), r=np.float64(r))
+        np.savez(path, **arrays, q=np.float64(q), r=np.float64(r), observe=np.asarray(observe))
     else:
         import xarray as xr
 
@@ -135,5 +141,5 @@ def save_truth(path: str | Path, xx, yy, obs_idx, q: float, r: float) -> None:
                 "yy": (("obs_time", "obs"), arrays["yy"]),
                 "obs_idx": (("obs",), arrays["obs_idx"]),
             },
-            attrs={"q": float(q), "r": float(r)},
+            attrs={"q": float(q), "r": float(r), "observe": observe},
         ).to_netcdf(path)

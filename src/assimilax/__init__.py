@@ -69,6 +69,7 @@ from . import metrics as metrics
 from .metrics import latitude_weights as latitude_weights
 from .observations import (
     AbstractObservationNoise as AbstractObservationNoise,
+    Absolute as Absolute,
     AbstractObservationOperator as AbstractObservationOperator,
     BlockMean as BlockMean,
     DenseGaussianNoise as DenseGaussianNoise,

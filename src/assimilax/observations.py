@@ -305,6 +305,27 @@ class Normalised(AbstractObservationOperator):
         return (self.inner(x) - self.location) / self.scale
 
 
+class Absolute(AbstractObservationOperator):
+    """The magnitude of another operator's observations: ``|A(x)|``, a non-Gaussian,
+    non-invertible observation (the sign is lost), where particle filters can beat
+    ensemble Kalman filters.  Guidance linearises it like any differentiable operator
+    (``d|u|/du = sign(u)``, 1 at 0 in JAX)."""
+
+    inner: AbstractObservationOperator
+    obs_size: int = eqx.field(static=True)
+    state_size: int | None = eqx.field(static=True)
+
+    def __init__(self, inner: AbstractObservationOperator):
+        self.inner = inner
+        self.obs_size, self.state_size = inner.obs_size, inner.state_size
+
+    def check_state_size(self, d: int) -> None:
+        self.inner.check_state_size(d)
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " p"]:
+        return jnp.abs(self.inner(x))
+
+
 class FunctionOperator(AbstractObservationOperator):
     """Any differentiable ``A``, given as a function of one flat state.
 
