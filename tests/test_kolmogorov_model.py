@@ -27,6 +27,7 @@ from assimilax_adapters.kolmogorov import (
     to_grid,
 )
 from assimilax_adapters.kolmogorov.emulator import DEFAULT_WEIGHTS, KolmogorovEmulator, load_emulator
+from assimilax_adapters.kolmogorov.train import make_pairs
 
 
 def _grid(n):
@@ -58,7 +59,8 @@ def step(forced):
 def test_inviscid_unforced_flow_conserves_energy_and_enstrophy():
     # Without viscosity, drag and forcing the dealiased pseudo-spectral semi-discretisation
     # conserves energy and enstrophy exactly; ETDRK2 with dt = 0.01 changes them by O(dt^2):
-    # measured MEAS over 2 time units; the tolerance is 1e-3.
+    # measured -4e-7 (energy) and -5e-7 (enstrophy) relative over 2 time units (16 x 16,
+    # |k| <= 4); the tolerance is 1e-3.
     model = KolmogorovFlow(num_points=16, viscosity=0.0, drag=0.0, forcing_amplitude=0.0, interval=0.5, substeps=50)
     w = _smooth_field(jax.random.key(0), 16, kmax=4)
     e0, z0 = float(energy(w)), float(enstrophy(w))
@@ -67,7 +69,6 @@ def test_inviscid_unforced_flow_conserves_energy_and_enstrophy():
     for _ in range(4):
         w1 = step(w1)
     assert float(jnp.sqrt(jnp.mean((w1 - w) ** 2))) > 0.3  # the flow did evolve
-    print("relative change", float(energy(w1)) / e0 - 1, float(enstrophy(w1)) / z0 - 1)
     assert abs(float(energy(w1)) / e0 - 1) < 1e-3
     assert abs(float(enstrophy(w1)) / z0 - 1) < 1e-3
 
@@ -162,13 +163,17 @@ def test_shipped_emulator_loads_and_is_small(shipped):
 def test_shipped_emulator_mean_against_oracle(shipped):
     # The emulator's predictive mean (its denoiser at sigma = 80, the FA-APF's location, which
     # the ensemble mean converges to) against the exact mean M(x0), on 4 attractor states.
-    # Measured (docs/kolmogorov.md): RMSE 0.37 on 32 held-out states (the RMS one-interval
-    # increment is 2.4, q = 0.5).  Tolerance: 0.6, about 1.6x the measured value.
-    model = KolmogorovFlow()
-    x0 = eqx.filter_jit(lambda k: simulate(k, 4 * 5, 0.5, model=model, spinup=30))(jax.random.key(7))[::5]
+    # Measured (docs/kolmogorov.md): RMSE 0.46 on the evaluation's 32 held-out states, 0.51 on
+    # training's 32 validation states, 0.47 on these 4 (fixed keys); the RMS one-interval
+    # increment is 2.1 and q = 0.5.  Tolerance 0.6 (1.3x the measured value; an untrained
+    # network scores about 2.4, the increment itself).
+    # (x[k], M(x[k])) along one stochastic trajectory (it leaves the laminar start within
+    # 10 intervals), 5 intervals apart.
+    pairs = eqx.filter_jit(make_pairs)(jax.random.key(7), 1, 20, model=KolmogorovFlow(), q=0.5, spinup=15)
+    x0, m = pairs[0][::5], pairs[1][::5]
     mean = jax.jit(jax.vmap(lambda k, x: assimilax.predictive_mean(shipped, k, x[None], None, 80.0)))(
         jax.random.split(jax.random.key(8), 4), x0)
-    rmse = float(jnp.sqrt(jnp.mean((mean - eqx.filter_jit(model)(x0)) ** 2)))
+    rmse = float(jnp.sqrt(jnp.mean((mean - m) ** 2)))
     assert rmse < 0.6, rmse
 
 
