@@ -1,0 +1,207 @@
+"""The Kolmogorov-flow twin experiment: the job of `assimilax kolmogorov`.
+
+A truth of the stochastic model ``x[k+1] = M(x[k]) + q eps`` (vorticity on the periodic
+64 x 64 grid, `dynamics`), observations of it with noise of std ``obs_fraction`` times the
+field's std: every `stride`-th grid point in both directions (``observe="points"``) or
+the means of `stride` x `stride` blocks (``"blocks"``), and these filters from the same
+perturbed start:
+
+- ``fa-apf-block``, ``fa-apf-block-oracle``: the block FA-APF on `tile` x `tile` tiles
+  with the shipped diffusion emulator and with the exact emulator ``N(M(x), q^2 I)``;
+- ``letkf``, ``enkf``: the LETKF (Gaspari-Cohn of length scale `localisation_radius` grid
+  points on the torus) and the stochastic EnKF with the shipped emulator as forecast model;
+- ``forecast``: the unconditional ensemble of the shipped emulator.
+
+Running, checkpoints, failures and timings are the core's
+([`assimilax.experiment.run_job`][assimilax.experiment.runner.run_job]); this module holds
+the model's data, its filters and its figures.
+"""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+import assimilax as ax
+
+from .dynamics import DOMAIN, oracle_emulator, simulate
+from .emulator import load_emulator
+
+FILTERS = ("fa-apf-block", "fa-apf-block-oracle", "letkf", "enkf", "forecast")
+OBSERVE = ("points", "blocks")
+N = 64  # grid points per side
+
+
+@dataclasses.dataclass(frozen=True)
+class KolmogorovExperiment:
+    """Configuration of the twin experiment (every field is recorded in the outputs)."""
+
+    particles: int = 32
+    cycles: int = 20
+    seed: int = 0
+    q: float = 0.5
+    observe: str = "points"
+    stride: int = 4
+    obs_fraction: float = 0.1
+    init_std: float = 1.0
+    filters: tuple[str, ...] = ("fa-apf-block", "letkf", "enkf", "forecast")
+    levels: int = 20
+    solver: str = "dpm3m"
+    tile: int = 8
+    localisation_radius: float = 4.0
+    ess_band: tuple[float, float] = (0.2, 0.25)
+    emulator_path: str | None = None
+
+    def __post_init__(self):
+        problems = []
+        for name in ("particles", "cycles", "seed", "stride", "levels", "tile"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                problems.append(f"{name} must be an integer, got {getattr(self, name)!r}")
+        if problems:
+            raise ax.errors.InvalidConfiguration("Kolmogorov experiment", problems)
+        checks = [
+            (self.particles >= 2, f"particles must be at least 2, got {self.particles}"),
+            (self.cycles >= 1, f"cycles must be at least 1, got {self.cycles}"),
+            (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+            (self.q > 0 and math.isfinite(self.q), f"q must be positive and finite, got {self.q}"),
+            (self.observe in OBSERVE, f"observe must be one of {list(OBSERVE)}, got {self.observe!r}"),
+            (self.stride >= 1 and N % self.stride == 0, f"stride must divide {N}, got {self.stride}"),
+            (self.tile >= 1 and N % self.tile == 0, f"tile must divide {N}, got {self.tile}"),
+            (1e-6 <= self.obs_fraction < math.inf, f"obs_fraction must be in [1e-6, inf), got {self.obs_fraction}"),
+            (self.init_std >= 0 and math.isfinite(self.init_std), f"init_std must be finite and >= 0, got {self.init_std}"),
+            (bool(self.filters) and set(self.filters) <= set(FILTERS), f"filters must be among {list(FILTERS)}, got {list(self.filters)}"),
+            (self.levels >= 2, f"levels must be at least 2, got {self.levels}"),
+            (self.solver in ax.SOLVER_NAMES, f"unknown solver {self.solver!r}; choose from {list(ax.SOLVER_NAMES)}"),
+            (self.localisation_radius > 0, f"localisation_radius must be positive, got {self.localisation_radius}"),
+            (0 < self.ess_band[0] <= self.ess_band[1] <= 1, f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}"),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        if problems:
+            raise ax.errors.InvalidConfiguration("Kolmogorov experiment", problems)
+
+
+def observation_operator(cfg: KolmogorovExperiment) -> ax.AbstractObservationOperator:
+    """Every `stride`-th grid point in both directions, or the means of stride x stride blocks."""
+    if cfg.observe == "blocks":
+        return ax.BlockMean((N, N), (cfg.stride, cfg.stride), N * N)
+    mask = np.zeros((N, N), bool)
+    mask[:: cfg.stride, :: cfg.stride] = True
+    return ax.Selection.from_mask(mask.reshape(-1))
+
+
+def twin_data(cfg: KolmogorovExperiment, operator: ax.AbstractObservationOperator):
+    """Truth ``(cycles + 1, d)`` (row 0 the start), observations ``(cycles, p)``, the
+    observation noise std, and the initial ensemble ``(particles, d)``."""
+    k_truth, k_obs, k_init = jax.random.split(jax.random.key(cfg.seed), 3)
+    truth = np.asarray(simulate(k_truth, cfg.cycles + 1, cfg.q), np.float32)
+    obs_std = cfg.obs_fraction * float(truth.std())
+    clean = np.asarray(jax.vmap(operator)(jnp.asarray(truth[1:])))
+    observations = clean + obs_std * np.asarray(jax.random.normal(k_obs, clean.shape))
+    ensemble = truth[0] + cfg.init_std * np.asarray(jax.random.normal(k_init, (cfg.particles, N * N)))
+    return truth, observations.astype(np.float32), obs_std, ensemble.astype(np.float32)
+
+
+def build_filters(cfg: KolmogorovExperiment, observation: ax.ObservationModel) -> dict[str, ax.AbstractFilter]:
+    sampler = ax.Sampler(ax.EDMSchedule(2e-3, 80.0, 8.0), cfg.levels, ax.solver_by_name(cfg.solver))
+    emulator = load_emulator(cfg.emulator_path) if set(cfg.filters) - {"fa-apf-block-oracle"} else None
+    i, j = np.divmod(np.arange(N * N), N)
+    tiles = (i // cfg.tile) * (N // cfg.tile) + j // cfg.tile
+    blocks = ax.BlockLocalisation.from_state_blocks(tiles, observation.operator)
+    spacing = DOMAIN / N
+    distance = ax.DistanceLocalisation.from_operator(
+        ax.Periodic2D((DOMAIN, DOMAIN)), np.stack([i, j], 1) * spacing, observation.operator,
+        ax.GaspariCohn.from_length_scale(cfg.localisation_radius * spacing),
+    )
+    guidance = ax.GuidanceBelowLevel(ax.MMPS(), 5.0)  # a trained Jacobian is unreliable above
+    tempering = ax.ESSBandTempering(*cfg.ess_band)
+    make = {
+        "fa-apf-block": lambda: ax.BlockFAAPF(emulator, observation, sampler, blocks, guidance, tempering=tempering),
+        "fa-apf-block-oracle": lambda: ax.BlockFAAPF(oracle_emulator(cfg.q), observation, sampler, blocks, guidance, tempering=tempering),
+        "letkf": lambda: ax.LETKF(emulator, observation, sampler, distance),
+        "enkf": lambda: ax.StochasticEnKF(emulator, observation, sampler, 1.02),
+        "forecast": lambda: ax.EnsembleForecast(emulator, observation, sampler),
+    }
+    return {name: make[name]() for name in cfg.filters}
+
+
+def run(cfg: KolmogorovExperiment, output: str | Path | None = None, progress: bool = True,
+        options: ax.experiment.RunOptions | None = None) -> xr.Dataset:
+    """Run the twin experiment; with `output`, write ``kolmogorov_twin.nc``, figures and a summary."""
+    options = ax.experiment.RunOptions(progress=progress) if options is None else options
+    operator = observation_operator(cfg)
+    truth, observations, obs_std, ensemble = twin_data(cfg, operator)
+    observation = ax.ObservationModel(operator, ax.DiagonalGaussianNoise(obs_std, operator.obs_size))
+    filters = build_filters(cfg, observation)
+    return ax.experiment.run_job(
+        filters, ensemble, observations, jax.random.key(cfg.seed + 1),
+        dataset=lambda runs: _dataset(cfg, filters, runs, truth, obs_std),
+        output=output, netcdf="kolmogorov_twin.nc", figures=_figures, summary=summary_table, options=options,
+    )
+
+
+def _dataset(cfg, filters, runs, truth, obs_std) -> xr.Dataset:
+    names = list(runs.results)
+    means, spreads, scores = [], [], {"skill": [], "spread": [], "crps": []}
+    for name in names:
+        out = runs.results[name]
+        w = jnp.exp(out.log_weights)
+        means.append(np.asarray(jax.vmap(ax.metrics.ensemble_mean)(out.particles, w)).reshape(-1, N, N))
+        spreads.append(np.sqrt(np.asarray(jax.vmap(ax.metrics.ensemble_variance)(out.particles, w))).reshape(-1, N, N))
+        per = ax.scores(out, truth[1:], np.ones(N * N, bool))
+        for k in scores:
+            scores[k].append(per[k])
+    grid = ("filter", "time", "y", "x")
+    data = {
+        "mean": (grid, np.stack(means)), "spread_field": (grid, np.stack(spreads)),
+        "truth": (("time", "y", "x"), truth[1:].reshape(-1, N, N)),
+        **{k: (("filter", "time"), np.stack(v)) for k, v in scores.items()},
+        "ess": (("filter", "time"), np.stack([np.asarray(runs.results[n].diagnostics.ess) for n in names])),
+        "seconds": (("filter", "time"), np.stack([runs.seconds_per_cycle(n, cfg.cycles) for n in names])),
+    }
+    coords = {"filter": names, "time": np.arange(1, cfg.cycles + 1), "y": np.arange(N) * DOMAIN / N, "x": np.arange(N) * DOMAIN / N}
+    attrs = {"title": "assimilax Kolmogorov-flow twin experiment", "configuration": json.dumps(dataclasses.asdict(cfg)),
+             "obs_std": obs_std, "assimilax_version": ax.__version__, **{f"filter_{n}": ax.describe(f) for n, f in filters.items()}}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def summary_table(ds: xr.Dataset) -> str:
+    """Means over all cycles per filter: RMSE of the mean (skill), spread, CRPS, ESS, s/cycle."""
+    lines = [f"{'filter':>20} | {'skill':>7} {'spread':>7} {'crps':>7} | {'ESS':>6} | {'s/cycle':>8}"]
+    for name in ds["filter"].values:
+        f = ds.sel(filter=name)
+        sec = f["seconds"].values
+        per_cycle = float(np.nanmedian(sec[1:])) if sec.size > 1 else float(sec[0])
+        lines.append(f"{name:>20} | {float(f['skill'].mean()):7.3f} {float(f['spread'].mean()):7.3f} "
+                     f"{float(f['crps'].mean()):7.3f} | {float(f['ess'].mean()):6.1f} | {per_cycle:8.3f}")
+    return "\n".join(lines + ax.experiment.failed_lines(ds)) + "\n"
+
+
+def _figures(ds: xr.Dataset, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from assimilax.plotting import plot_skill_spread
+
+    series = {"vorticity": {str(n): {"skill": ds["skill"].sel(filter=n).values, "spread": ds["spread"].sel(filter=n).values}
+                            for n in ds["filter"].values}}
+    plt.close(plot_skill_spread(series, ds["time"].values, out / "skill_spread.png", title="Kolmogorov flow, 64 x 64"))
+    best = str(ds["filter"].values[0])
+    last = ds.isel(time=-1)
+    panels = [("truth", last["truth"]), (f"{best} mean", last["mean"].sel(filter=best)),
+              (f"{best} error", last["mean"].sel(filter=best) - last["truth"])]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for axis, (title, field) in zip(axes, panels):
+        image = axis.pcolormesh(ds["x"], ds["y"], field.values, cmap="RdBu_r", shading="auto")
+        axis.set_title(title)
+        axis.set_aspect("equal")
+        fig.colorbar(image, ax=axis, shrink=0.8)
+    fig.suptitle(f"vorticity at cycle {int(last['time'])}")
+    fig.savefig(out / "maps.png", dpi=110)
+    plt.close(fig)

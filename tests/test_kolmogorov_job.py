@@ -1,0 +1,40 @@
+"""`assimilax kolmogorov` end to end on a short configuration, and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from assimilax.cli import main
+
+
+def test_job_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    status = main(["kolmogorov", "-n", "6", "-T", "2", "--levels", "4", "--observe", "blocks",
+                   "--filters", "letkf", "forecast", "--no-progress", "-o", str(out)])
+    assert status == 0
+    assert "letkf" in capsys.readouterr().out
+    ds = xr.open_dataset(out / "kolmogorov_twin.nc")
+    assert dict(ds.sizes) == {"filter": 2, "time": 2, "y": 64, "x": 64}
+    assert np.all(np.isfinite(ds["mean"].values)) and np.all(ds["spread"].values > 0)
+    assert json.loads(ds.attrs["configuration"])["observe"] == "blocks"
+    for name in ("skill_spread.png", "maps.png", "summary.txt", "checkpoints/letkf.npz"):
+        assert (out / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stride", "5"], "stride must divide 64, got 5"),
+        (["--tile", "7"], "tile must divide 64, got 7"),
+        (["--particles", "1"], "particles must be at least 2"),
+        (["--obs-fraction", "0"], "obs_fraction must be in [1e-6, inf)"),
+        (["--seed", "-1"], "seed must be in [0, 2**32)"),
+        (["--emulator", "/nonexistent/w.eqx"], "not found"),
+    ],
+)
+def test_bad_options_are_one_line_with_status_2(tmp_path, capsys, args, message):
+    assert main(["kolmogorov", "-T", "1", "--no-progress", "-o", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
