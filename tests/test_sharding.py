@@ -47,7 +47,10 @@ def _assert_same(reference, other):
     for name in ("fa-apf", "fa-apf-block"):
         for field in ("ancestors", "alpha"):
             np.testing.assert_array_equal(other[f"{name}/{field}"], reference[f"{name}/{field}"])
-        np.testing.assert_allclose(other[f"{name}/particles"], reference[f"{name}/particles"], rtol=0, atol=1e-5)
+        # float32 rounding differs between the layouts (reductions in another order) and
+        # the multistep DPM-Solver++(3M) carries it through its divided differences: up to
+        # 1.7e-5 on particles of size ~10 (4 cycles x 3 steps), with identical ancestors.
+        np.testing.assert_allclose(other[f"{name}/particles"], reference[f"{name}/particles"], rtol=1e-5, atol=5e-5)
         for field in ("ess", "log_likelihood"):
             np.testing.assert_allclose(other[f"{name}/{field}"], reference[f"{name}/{field}"], rtol=1e-5, atol=1e-5)
 
