@@ -25,11 +25,10 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 import assimilax
-from assimilax.errors import InvalidData
+from assimilax.weights import load_weights
 
 from .network import KolmogorovUNet
 
@@ -148,39 +147,8 @@ def load_emulator(path: str | pathlib.Path | None = None) -> KolmogorovEmulator:
     """
     if path is None:
         path = importlib.resources.files(__package__).joinpath("weights", DEFAULT_WEIGHTS)
-    path = pathlib.Path(str(path))
-    meta_path = path.with_suffix(".json")
-    if not path.is_file():
-        raise FileNotFoundError(f"Kolmogorov emulator weights not found: {path}")
-    if not meta_path.is_file():
-        raise FileNotFoundError(
-            f"Kolmogorov emulator hyper-parameters not found: {meta_path} (expected next to {path.name})."
-        )
-    try:
-        config = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise InvalidData(f"{meta_path} is not valid JSON: {e}") from e
-    if config.get("format_version") != FORMAT_VERSION:
-        raise InvalidData(
-            f"{meta_path}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}."
-        )
-    missing = [k for k in _REQUIRED if k not in config]
-    if missing:
-        raise InvalidData(f"{meta_path} lacks hyper-parameters {missing}.")
-    # Shapes only (no initialisation compute): the random init of ~40 small arrays, op by op,
-    # took most of the load time on a CPU core.
-    try:
-        skeleton = eqx.filter_eval_shape(build_emulator, config)
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidData(f"{meta_path}: bad hyper-parameters: {e}") from e
-    try:
-        emulator = eqx.tree_deserialise_leaves(path, skeleton)
-    except Exception as e:  # shape mismatch, truncated file, wrong format
-        raise InvalidData(
-            f"Weights in {path} do not match the architecture in {meta_path.name} "
-            f"(num_points={config['num_points']}, channels={config['channels']}, embed={config['embed']}): {e}"
-        ) from e
-    leaves = jax.tree_util.tree_leaves(eqx.filter(emulator, eqx.is_array))
-    if not all(np.isfinite(np.asarray(x)).all() for x in leaves):
-        raise InvalidData(f"Weights in {path} contain NaN or inf.")
+    emulator, _ = load_weights(
+        path, build_emulator, what="Kolmogorov emulator", required=_REQUIRED, format_version=FORMAT_VERSION,
+        shown=('num_points', 'channels', 'embed'),
+    )
     return emulator

@@ -22,11 +22,10 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 import assimilax
-from assimilax.errors import InvalidData
+from assimilax.weights import load_weights
 
 from .network import Lorenz96Network
 
@@ -125,34 +124,8 @@ def load_emulator(path: str | pathlib.Path | None = None) -> Lorenz96Emulator:
     """
     if path is None:
         path = importlib.resources.files(__package__).joinpath("weights", DEFAULT_WEIGHTS)
-    path = pathlib.Path(str(path))
-    meta_path = path.with_suffix(".json")
-    if not path.is_file():
-        raise FileNotFoundError(f"Lorenz-96 emulator weights not found: {path}")
-    if not meta_path.is_file():
-        raise FileNotFoundError(
-            f"Lorenz-96 emulator hyper-parameters not found: {meta_path} (expected next to {path.name})."
-        )
-    try:
-        config = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise InvalidData(f"{meta_path} is not valid JSON: {e}") from e
-    if config.get("format_version") != FORMAT_VERSION:
-        raise InvalidData(
-            f"{meta_path}: format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}."
-        )
-    missing = [k for k in _REQUIRED if k not in config]
-    if missing:
-        raise InvalidData(f"{meta_path} lacks hyper-parameters {missing}.")
-    skeleton = build_emulator(config)
-    try:
-        emulator = eqx.tree_deserialise_leaves(path, skeleton)
-    except Exception as e:  # shape mismatch, truncated file, wrong format
-        raise InvalidData(
-            f"Weights in {path} do not match the architecture in {meta_path.name} "
-            f"(channels={config['channels']}, embed={config['embed']}, "
-            f"dilations={config['dilations']}): {e}"
-        ) from e
-    if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(eqx.filter(emulator, eqx.is_array))):
-        raise InvalidData(f"Weights in {path} contain NaN or inf.")
+    emulator, _ = load_weights(
+        path, build_emulator, what="Lorenz-96 emulator", required=_REQUIRED, format_version=FORMAT_VERSION,
+        shown=('channels', 'embed', 'dilations'),
+    )
     return emulator
