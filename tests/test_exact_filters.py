@@ -186,3 +186,23 @@ def test_stochastic_enkf_matches_kalman():
     z_cov = np.abs(cov - kf_covs) / (c_cov * scale * unit_cov)
     assert z_mean.max() < 5, z_mean.max()
     assert z_cov.max() < 5, z_cov.max()
+
+
+def test_diagonal_gaussian_denoiser_equals_the_dense_one():
+    """The O(d) diagonal denoiser is the dense exact denoiser of diag(v) (to float32 rounding),
+    and `GaussianTransitionEmulator` takes a diagonal vector for a diagonal Q."""
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    v = jnp.concatenate([jnp.zeros(1), jax.random.uniform(k1, (15,), minval=0.1, maxval=3.0)])
+    x = 3.0 * jax.random.normal(k2, (16,))
+    m = jax.random.normal(k3, (16,))
+    diag, dense = ax.DiagonalGaussianDenoiser(v), ax.GaussianDenoiser(jnp.diag(v))
+    for sigma in (1e-3, 0.5, 80.0):
+        for context in (None, m):
+            np.testing.assert_allclose(diag(x, sigma, context), dense(x, sigma, context), rtol=1e-5, atol=1e-5)
+    em = ax.GaussianTransitionEmulator(lambda s: 0.5 * s, v)
+    assert isinstance(em.denoiser, ax.DiagonalGaussianDenoiser)
+    np.testing.assert_allclose(em.transition_covariance, jnp.diag(v))
+    with pytest.raises(ax.errors.InvalidArgument, match="variances"):
+        ax.DiagonalGaussianDenoiser(-v - 1.0)
+    with pytest.raises(TypeError):  # the test-time shape checker; InvalidArgument without it
+        ax.GaussianTransitionEmulator(lambda s: s, jnp.ones((2, 3)))

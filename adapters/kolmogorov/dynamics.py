@@ -210,13 +210,13 @@ def simulate(
 def oracle_emulator(q: float = 0.5, model: KolmogorovFlow | None = None) -> assimilax.GaussianTransitionEmulator:
     """The exact emulator of the stochastic model: ``p(x[k+1] | x[k]) = N(M(x[k]), q^2 I)``.
 
-    The core's exact denoiser eigendecomposes the dense ``Q = q^2 I``: at 64 x 64 (d = 4096)
-    that is two 64 MB matrices and about 17 s of `eigh` on one CPU core, once per construction.
+    ``Q`` is given by its diagonal, so the exact denoiser is the core's ``O(d)``
+    `assimilax.DiagonalGaussianDenoiser` (no 4096 x 4096 matrix, no `eigh`).
     """
     if q <= 0:
         raise ValueError(f"oracle_emulator needs q > 0, got {q}.")
     model = KolmogorovFlow() if model is None else model
-    return assimilax.GaussianTransitionEmulator(transition=model, covariance=q**2 * jnp.eye(model.state_size))
+    return assimilax.GaussianTransitionEmulator(transition=model, covariance=jnp.full(model.state_size, q**2))
 
 
 # --- diagnostics (numpy/jax, grids) -------------------------------------------------------

@@ -4,6 +4,7 @@ from .assimilate import FilterMoments as FilterMoments, assimilate as assimilate
 from .denoisers import (
     AbstractDenoiser as AbstractDenoiser,
     EDMPreconditioned as EDMPreconditioned,
+    DiagonalGaussianDenoiser as DiagonalGaussianDenoiser,
     GaussianDenoiser as GaussianDenoiser,
     VPDenoiser as VPDenoiser,
     score as score,

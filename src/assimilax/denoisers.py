@@ -130,6 +130,46 @@ class GaussianDenoiser(AbstractDenoiser):
         return mean + u @ (gain * (u.T @ (x_t - mean)))
 
 
+class DiagonalGaussianDenoiser(AbstractDenoiser):
+    """Exact denoiser of ``x ~ N(m, diag(v))`` whose mean is the context (zero if None).
+
+    ``D(x_t, sigma; m) = m + v / (v + sigma^2) (x_t - m)``, componentwise: the
+    [`assimilax.GaussianDenoiser`][assimilax.denoisers.GaussianDenoiser] of a diagonal
+    covariance without its ``d x d`` eigenvectors, so a large state (a 64 x 64 field,
+    ``d = 4096``) costs ``O(d)`` per call instead of two dense products and an ``eigh``.
+
+    **Arguments:**
+
+    - `variances`: ``v``, shape ``(d,)``, finite and non-negative.
+    """
+
+    variances: Float[Array, " d"]
+
+    def __init__(self, variances: Float[ArrayLike, " d"]):
+        v = jnp.asarray(variances)
+        if v.ndim != 1 or not v.size:
+            raise InvalidArgument(f"DiagonalGaussianDenoiser: variances must be a non-empty vector, got shape {v.shape}.")
+        if not _checks.is_tracer(v):
+            _checks.finite_array("DiagonalGaussianDenoiser", "variances", np.asarray(v))
+            if bool(np.any(np.asarray(v) < 0)):
+                raise InvalidArgument(
+                    f"DiagonalGaussianDenoiser: variances = {float(np.min(np.asarray(v))):.3g} (smallest): must be >= 0."
+                )
+        self.variances = v
+
+    @property
+    def covariance(self) -> Float[Array, "d d"]:
+        """The prior covariance ``diag(v)`` (dense: for tests and small states)."""
+        return jnp.diag(self.variances)
+
+    def __call__(
+        self, x_t: Float[Array, " d"], sigma: Float[ArrayLike, ""], context: PyTree
+    ) -> Float[Array, " d"]:
+        mean = jnp.zeros_like(x_t) if context is None else context
+        gain = self.variances / (self.variances + jnp.asarray(sigma) ** 2)
+        return mean + gain * (x_t - mean)
+
+
 class VPDenoiser(AbstractDenoiser):
     """Wrap a denoiser trained on a variance-preserving schedule as a VE denoiser.
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from . import _checks
-from .denoisers import GaussianDenoiser
+from .denoisers import DiagonalGaussianDenoiser, GaussianDenoiser
 from .emulators import AbstractEmulator
 from .errors import InvalidArgument
 
@@ -72,20 +72,28 @@ class GaussianTransitionEmulator(AbstractEmulator):
     **Arguments:**
 
     - `transition`: ``f``, a function of one flat state ``(d,) -> (d,)``.
-    - `covariance`: ``Q``, shape ``(d, d)``.
+    - `covariance`: ``Q``, shape ``(d, d)``; or its diagonal, shape ``(d,)``, for a diagonal
+      ``Q`` (then the exact denoiser is the ``O(d)``
+      [`assimilax.DiagonalGaussianDenoiser`][assimilax.denoisers.DiagonalGaussianDenoiser],
+      with no ``d x d`` matrix: the oracle of a large grid).
     """
 
     transition: Callable[[Array], Array]
-    denoiser: GaussianDenoiser
+    denoiser: GaussianDenoiser | DiagonalGaussianDenoiser
     history_length: int = eqx.field(static=True)
     state_size: int = eqx.field(static=True)
 
-    def __init__(self, transition: Callable[[Array], Array], covariance: Float[ArrayLike, "d d"]):
+    def __init__(
+        self, transition: Callable[[Array], Array], covariance: Float[ArrayLike, "d d"] | Float[ArrayLike, " d"]
+    ):
         q = jnp.asarray(covariance)
-        if q.ndim != 2 or q.shape[0] != q.shape[1]:
-            raise InvalidArgument(f"GaussianTransitionEmulator: Q must be square, got {q.shape}.")
+        if q.ndim == 1:
+            self.denoiser = DiagonalGaussianDenoiser(q)
+        elif q.ndim == 2 and q.shape[0] == q.shape[1]:
+            self.denoiser = GaussianDenoiser(q)
+        else:
+            raise InvalidArgument(f"GaussianTransitionEmulator: Q must be square or a diagonal vector, got {q.shape}.")
         self.transition = transition
-        self.denoiser = GaussianDenoiser(q)
         self.history_length = 1
         self.state_size = q.shape[0]
 
