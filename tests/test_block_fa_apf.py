@@ -208,3 +208,30 @@ def test_block_weights_sum_to_the_global_rule(x64, missing):
         idx = [j for j in range(p) if obs_blocks[j] == b and np.isfinite(y[j])]
         want = multivariate_normal(np.zeros(len(idx)), S[np.ix_(idx, idx)]).logpdf(r[idx])
         np.testing.assert_allclose(float(g[b]), want, rtol=1e-10)
+
+
+def test_diagonal_predictive_weights_equal_the_dense_rule():
+    """With a diagonal Q and observations that share no state component (a selection,
+    disjoint 2 x 2 block means), `DiagonalPredictiveWeights.from_transition_variance` is
+    `GaussianPredictiveWeights(diag(v))` exactly (float32 rounding), whole and per block;
+    for the block means ``s_j = v / 4``."""
+    import assimilax as ax
+
+    v = jnp.linspace(0.1, 0.9, 16)
+    key_y, key_m = jax.random.split(jax.random.key(0))
+    for operator in (ax.Selection.every(2, 16), ax.BlockMean((4, 4), (2, 2), 16)):
+        p = operator.obs_size
+        observation = ax.ObservationModel(operator, ax.DiagonalGaussianNoise(jnp.linspace(0.3, 0.6, p)))
+        y = jax.random.normal(key_y, (p,)).at[1].set(jnp.nan)
+        mean = jax.random.normal(key_m, (16,))
+        diag = ax.DiagonalPredictiveWeights.from_transition_variance(operator, v)
+        dense = ax.GaussianPredictiveWeights(jnp.diag(v))
+        np.testing.assert_allclose(diag(observation, y, mean), dense(observation, y, mean), rtol=1e-5)
+        blocks = jnp.arange(p) % 3
+        np.testing.assert_allclose(
+            diag.blocks(observation, y, mean, blocks, 3), dense.blocks(observation, y, mean, blocks, 3), rtol=1e-5
+        )
+    iso = ax.DiagonalPredictiveWeights.from_transition_variance(ax.BlockMean((4, 4), (2, 2), 16), 0.8)
+    np.testing.assert_allclose(iso.variances, 0.2, rtol=1e-6)
+    with pytest.raises(ax.errors.InvalidArgument, match="variances"):
+        ax.DiagonalPredictiveWeights(-jnp.ones(3))

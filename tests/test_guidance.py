@@ -353,3 +353,23 @@ def test_guidance_below_level_with_a_traced_schedule():
     static = eqx.filter_jit(draw)(sampler, key)  # float fields stay static: the split
     traced = jax.jit(draw)(sampler, key)  # float fields become tracers: no split
     np.testing.assert_allclose(np.asarray(traced), np.asarray(static), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("sigma", [1e-2, 0.7, 5.0, 80.0])
+def test_isotropic_mmps_is_exact_mmps_for_an_isotropic_prior(sigma):
+    """For a prior ``N(m, v I)`` the Tweedie covariance is ``c I``, so `IsotropicMMPS` (no
+    Jacobian) is the exact posterior denoiser: it must equal MMPS with a direct solve, for a
+    dense ``H`` and correlated ``R`` (4 CG steps solve the 4 x 4 system exactly; float64, to
+    1e-9 relative).  With a non-isotropic prior it must differ (the test can fail)."""
+    m, P, H, R, y = _problem(1)
+    v = 0.6
+    operator, noise = ax.MatrixOperator(jnp.asarray(H)), ax.DenseGaussianNoise(jnp.asarray(R))
+    x_t = jnp.asarray(m) + 2.0 * jnp.asarray(np.random.default_rng(2).normal(size=D))
+    sigma = jnp.asarray(sigma)
+    exact = _guided(ax.MMPS(lx.LU()), m, v * np.eye(D), operator, noise, y)(x_t, sigma)
+    iso = _guided(ax.IsotropicMMPS(v, iterations=P_OBS), m, v * np.eye(D), operator, noise, y)(x_t, sigma)
+    np.testing.assert_allclose(iso, exact, rtol=1e-9, atol=1e-9)
+    if sigma > 0.1:  # at small sigma every guided denoiser is x_t to within sigma^2
+        exact_p = _guided(ax.MMPS(lx.LU()), m, P, operator, noise, y)(x_t, sigma)
+        iso_p = _guided(ax.IsotropicMMPS(v, iterations=P_OBS), m, P, operator, noise, y)(x_t, sigma)
+        assert float(jnp.max(jnp.abs(iso_p - exact_p))) > 1e-3

@@ -46,6 +46,7 @@ from .guidance import (
     AbstractGuidance as AbstractGuidance,
     DPS as DPS,
     GuidanceBelowLevel as GuidanceBelowLevel,
+    IsotropicMMPS as IsotropicMMPS,
     MMPS as MMPS,
     PseudoInverse as PseudoInverse,
     posterior_denoiser as posterior_denoiser,
@@ -119,6 +120,7 @@ from .tempering import (
 from .transitions import sample_transition as sample_transition
 from .weighting import (
     AbstractWeighting as AbstractWeighting,
+    DiagonalPredictiveWeights as DiagonalPredictiveWeights,
     DiracWeights as DiracWeights,
     GaussianPredictiveWeights as GaussianPredictiveWeights,
 )

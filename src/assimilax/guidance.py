@@ -9,7 +9,9 @@ and each guidance is a Gaussian approximation ``p(y | x_t) ~= N(y; A(D(x_t)), Si
 - [`DPS`][]: ``Sigma_y = R`` (Chung et al., 2023), gradient through ``D``;
 - [`PseudoInverse`][]: ``Sigma_y = R + gamma sigma^2 I`` (Song et al., 2023; SDA);
 - [`MMPS`][]: ``Sigma_y = R + sigma^2 A J A^T`` with ``J = dD/dx_t`` (Rozet et al., 2024), which
-  is exact for a Gaussian prior and a linear ``A``.
+  is exact for a Gaussian prior and a linear ``A``;
+- [`IsotropicMMPS`][]: MMPS with ``sigma^2 J`` replaced by the Tweedie covariance of a target
+  ``N(mu, v I)``, Jacobian-free.
 
 All three return ``D_y = D + sigma^2 J^T A^T v`` with ``Sigma_y v = y - A(D)``; they differ
 in ``Sigma_y`` and how it is solved.  ``A`` is linearised at ``D`` by `jax.vjp`/`jax.jvp`,
@@ -207,6 +209,56 @@ class MMPS(AbstractGuidance):
         )
         v = lx.linear_solve(operator, lin.residual, self.solver, throw=False).value
         return lin.denoised + sigma**2 * lin.pullback(v)
+
+
+class IsotropicMMPS(AbstractGuidance):
+    """MMPS with the Tweedie covariance of an isotropic Gaussian target: no Jacobian.
+
+    For a target ``x ~ N(mu, v I)`` the Tweedie covariance is exact and constant over
+    ``x_t``: ``Cov[x | x_t] = sigma^2 J = c I`` with ``c = v sigma^2 / (v + sigma^2)``.  This
+    guidance uses it for any denoiser:
+
+        (R + c A A^T) u = y - A(D),    D_y = D + c A^T u,
+
+    the MMPS update of Rozet et al. (2024) with ``sigma^2 J`` replaced by ``c I``.  It is
+    exact for the Gaussian transition ``N(f(x[k]), v I)`` (the oracle emulators) and, for a
+    trained emulator of such a transition, it needs one network evaluation per level and
+    no vector-Jacobian product through it: a trained network's Jacobian is only loosely
+    fitted (see [`GuidanceBelowLevel`][]) and, for a convolutional U-Net on a CPU, its
+    products cost 5-10 network evaluations.  ``A`` (with the emulator's map to the state,
+    which `observe` includes) is linearised at ``D``; the ``p x p`` system, which holds no
+    network, is solved by `iterations` steps of unrolled conjugate gradients (exact in as
+    many steps as it has distinct eigenvalues: one for a selection with equal noise).
+
+    **Arguments:**
+
+    - `variance`: ``v``, the per-component variance of the diffusion target given its
+      context, in the target's units (an emulator that normalises its target by ``s``
+      models ``q^2 / s^2`` for a model noise ``q``).
+    - `iterations`: conjugate-gradient steps.
+    """
+
+    variance: float
+    iterations: int = eqx.field(static=True, default=8)
+
+    def __check_init__(self):
+        _checks.positive("IsotropicMMPS", "variance", self.variance)
+        _checks.integer("IsotropicMMPS", "iterations", self.iterations, 1, why="at least one CG iteration")
+
+    def __call__(self, denoise, x_t, sigma, y, observe, noise):
+        d = denoise(x_t)
+        a_d, vjp_observe = jax.vjp(observe, d)
+        _, jvp_observe = jax.linearize(observe, d)
+        mask = jnp.isfinite(y)
+        residual = jnp.where(mask, y - a_d, 0.0)
+        c = self.variance * sigma**2 / (self.variance + sigma**2)
+
+        def covariance_and_pullback(u: Array) -> tuple[Array, Array]:
+            (pulled,) = vjp_observe(jnp.where(mask, u, 0.0))
+            return noise.matvec(u, mask) + c * jnp.where(mask, jvp_observe(pulled), 0.0), pulled
+
+        _, pulled = conjugate_gradient(covariance_and_pullback, residual, self.iterations)
+        return d + c * pulled
 
 
 class GuidanceBelowLevel(AbstractGuidance):

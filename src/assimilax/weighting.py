@@ -7,7 +7,10 @@ diffusion emulator.  Two approximations around the predictive mean ``mu_i``:
   (the reference method; it ignores the transition's spread);
 - [`GaussianPredictiveWeights`][]: ``p(x | h_i) ~= N(mu_i, Q)`` with a known transition
   covariance ``Q``, so ``p^(y | h_i) = N(y; A(mu_i), R + H Q H^T)``, ``H = dA/dx (mu_i)``;
-  exact for a linear-Gaussian model.
+  exact for a linear-Gaussian model;
+- [`DiagonalPredictiveWeights`][]: the same with ``H Q H^T`` reduced to its diagonal, given
+  per observation: ``O(p)`` per particle, for large states whose observations share no
+  state component (a selection, disjoint block means) and a diagonal ``Q``.
 """
 
 import abc
@@ -18,7 +21,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Scalar
 
 from . import _checks
-from .observations import DiagonalGaussianNoise, ObservationModel
+from .errors import InvalidArgument
+from .observations import AbstractObservationOperator, DiagonalGaussianNoise, ObservationModel
 
 
 class AbstractWeighting(eqx.Module):
@@ -99,3 +103,59 @@ class GaussianPredictiveWeights(AbstractWeighting):
         s = h @ self.covariance @ h.T + observation.noise.covariance()
         mask = jnp.isfinite(y)
         return masked_gaussian_log_pdf(jnp.where(mask, y, 0.0) - operator(mean), s, mask)
+
+
+class DiagonalPredictiveWeights(AbstractWeighting):
+    """``log N(y; A(mu), R + diag(s))``: predictive weights with a per-observation variance.
+
+    ``s_j`` is the transition's variance seen by observation ``j``, the diagonal of
+    ``H Q H^T``; with a diagonal ``Q`` and observations that share no state component (a
+    selection, disjoint block means) ``H Q H^T`` is diagonal and this equals
+    [`GaussianPredictiveWeights`][] without its ``d x d`` matrix.  With diagonal noise ``R``
+    the terms are independent, so the per-block rule is one segment sum.
+
+    **Arguments:**
+
+    - `variances`: ``s``, shape ``(p,)``, finite and non-negative; see
+      [`from_transition_variance`][assimilax.weighting.DiagonalPredictiveWeights.from_transition_variance].
+    """
+
+    variances: Float[Array, " p"]
+
+    def __init__(self, variances: Float[ArrayLike, " p"]):
+        self.variances = jnp.asarray(variances)
+
+    def __check_init__(self):
+        _checks.finite_array("DiagonalPredictiveWeights", "variances", self.variances)
+        if not _checks.is_tracer(self.variances) and bool(jnp.any(self.variances < 0)):
+            raise InvalidArgument("DiagonalPredictiveWeights: variances: must be >= 0.")
+
+    @classmethod
+    def from_transition_variance(
+        cls, operator: AbstractObservationOperator, variances: Float[ArrayLike, " d"] | float
+    ) -> "DiagonalPredictiveWeights":
+        """``s = diag(H diag(v) H^T)``, ``s_j = sum_i H_ji^2 v_i``, for a linear `operator`
+        (its Jacobian ``H`` at zero, computed once) and the transition's per-component
+        variance `v` (a scalar for ``Q = v I``)."""
+        h = jax.jacrev(operator)(jnp.zeros(operator.state_size))
+        v = jnp.broadcast_to(jnp.asarray(variances, h.dtype), (operator.state_size,))
+        return cls((h**2) @ v)
+
+    def _terms(self, observation, y, mean):
+        mask = jnp.isfinite(y)
+        var = observation.noise.std**2 + self.variances
+        z2 = (jnp.where(mask, y, 0.0) - observation.operator(mean)) ** 2 / var
+        return jnp.where(mask, -0.5 * (z2 + jnp.log(2 * jnp.pi * var)), 0.0)
+
+    def __call__(self, observation, y, mean):
+        if not isinstance(observation.noise, DiagonalGaussianNoise):
+            raise InvalidArgument(
+                f"DiagonalPredictiveWeights: observation noise = {type(observation.noise).__name__}: "
+                "must be DiagonalGaussianNoise (use GaussianPredictiveWeights for correlated noise)."
+            )
+        return jnp.sum(self._terms(observation, y, mean))
+
+    def blocks(self, observation, y, mean, obs_blocks, n_blocks):
+        if not isinstance(observation.noise, DiagonalGaussianNoise):
+            return super().blocks(observation, y, mean, obs_blocks, n_blocks)
+        return jax.ops.segment_sum(self._terms(observation, y, mean), obs_blocks, n_blocks)
