@@ -241,3 +241,91 @@ def test_rank_histogram_calibrated_is_flat():
     assert hist.sum() == d
     assert scipy.stats.chisquare(hist).pvalue > 1e-3
     assert scipy.stats.chisquare(np.asarray(metrics.rank_histogram(ens, truth))).pvalue < 1e-3
+
+
+@pytest.fixture
+def cycles():
+    """Four cycles of a 5 x 6 lat-lon field: particles, log-weights, truth, the ensemble's
+    moments in float64, and latitude weights zero on a mask (the flat area weights)."""
+    rng = np.random.default_rng(5)
+    t, n, lat, lon = 4, 7, 5, 6
+    ens = (rng.normal(size=(t, n, lat * lon)) * 1.3 + 0.4).astype(np.float32)
+    truth = rng.normal(size=(t, lat * lon)).astype(np.float32)
+    lw = rng.normal(size=(t, n))
+    lw = (lw - np.log(np.exp(lw).sum(1, keepdims=True))).astype(np.float32)
+    w = np.exp(lw.astype(float))
+    w = w / w.sum(1, keepdims=True)
+    mean = np.einsum("tn,tnd->td", w, ens.astype(float))
+    var = np.einsum("tn,tnd->td", w, (ens - mean[:, None]) ** 2) / (1 - (w**2).sum(1))[:, None]
+    lats = np.linspace(-80.0, 80.0, lat)
+    mask = rng.uniform(size=lat * lon) > 0.3
+    area = np.repeat(np.cos(np.deg2rad(lats)), lon) * mask
+    return ens, lw, truth, w, mean, var, area
+
+
+def test_area_scores_against_numpy(cycles):
+    ens, lw, truth, w, mean, var, area = cycles
+    a = area / area.sum()
+    crps = np.stack([_np_crps(ens[k], truth[k], w[k]) for k in range(len(truth))])
+    expected = {
+        "skill": np.sqrt(((mean - truth) ** 2 * a).sum(1)),
+        "spread": np.sqrt((var * a).sum(1)),
+        "crps": (crps * a).sum(1),
+    }
+    out = metrics.area_scores(ens, lw, truth, area)
+    assert set(out) == {"skill", "spread", "crps"}
+    for k, v in expected.items():
+        assert out[k].shape == (len(truth),)
+        np.testing.assert_allclose(out[k], v, rtol=RTOL, atol=ATOL, err_msg=k)
+    moments = jax.jit(metrics.area_scores)(mean.astype(np.float32), var.astype(np.float32), truth, area)
+    assert set(moments) == {"skill", "spread"}  # no CRPS without the ensemble
+    for k in moments:
+        np.testing.assert_allclose(moments[k], expected[k], rtol=RTOL, atol=ATOL, err_msg=k)
+    with pytest.raises((ValueError, TypeError)):  # TypeError from the tests' shape checker
+        metrics.area_scores(ens[0, 0], lw[0], truth[0])
+
+
+def test_uniform_area_scores_equal_unweighted(cycles):
+    ens, lw, truth, w, mean, var, _ = cycles
+    for area in (None, np.full(truth.shape[1], 3.0)):
+        out = jax.jit(metrics.area_scores)(ens, lw, truth, area)
+        for k in range(len(truth)):
+            wk = np.exp(lw[k])
+            np.testing.assert_allclose(out["skill"][k], metrics.skill(ens[k], truth[k], wk), rtol=RTOL)
+            np.testing.assert_allclose(out["spread"][k], metrics.spread(ens[k], wk), rtol=RTOL)
+            np.testing.assert_allclose(out["crps"][k], metrics.crps(ens[k], truth[k], wk), rtol=RTOL)
+
+
+def test_masked_components_do_not_count(cycles):
+    # A zero area weight drops the component whatever its values: NaN and inf allowed there
+    # (e.g. SST over land).  The scores equal those of the other components alone.
+    ens, lw, truth, _, mean, var, area = cycles
+    keep = area != 0
+    bad = ens.copy(), truth.copy(), mean.copy(), var.copy()
+    for x, value in zip(bad, (np.nan, np.inf, np.nan, -np.inf)):
+        x[..., ~keep] = value
+    b_ens, b_truth, b_mean, b_var = bad
+    for args, alone_args, bad_args in (
+        ((ens, lw), (ens[..., keep], lw), (b_ens, lw)),
+        ((mean, var), (mean[:, keep], var[:, keep]), (b_mean, b_var)),
+    ):
+        out = metrics.area_scores(*args, truth, area)
+        alone = metrics.area_scores(*alone_args, truth[:, keep], area[keep])
+        masked = jax.jit(metrics.area_scores)(*bad_args, b_truth, area)
+        for k in out:
+            assert np.all(np.isfinite(masked[k])), k
+            np.testing.assert_allclose(masked[k], out[k], rtol=RTOL, err_msg=k)
+            np.testing.assert_allclose(alone[k], out[k], rtol=RTOL, err_msg=k)
+    assert np.all(np.isnan(metrics.area_scores(mean, var, truth, 0 * area)["skill"]))  # nothing left
+
+
+def test_area_scores_accumulate_in_the_area_dtype(x64, cycles):
+    # float32 ensembles, float64 area weights under x64: float64 errors and sums, as the
+    # GenCast job's field scores are computed.
+    ens, lw, truth, w, mean, var, area = cycles
+    out = metrics.area_scores(mean.astype(np.float32), var.astype(np.float32), truth, area)
+    assert out["skill"].dtype == jnp.float64
+    m32 = mean.astype(np.float32).astype(float)
+    expected = np.sqrt(((m32 - truth) ** 2 * area).sum(1) / area.sum())
+    np.testing.assert_allclose(out["skill"], expected, rtol=1e-13)
+    assert metrics.area_scores(ens, lw, truth, area.astype(np.float32))["crps"].dtype == jnp.float32

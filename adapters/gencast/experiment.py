@@ -387,8 +387,10 @@ def _moments(x, w):
 def field_scores(emulator: GenCastEmulator, result: ax.FilterOutput | FilterMoments, truth: Float[np.ndarray, "T d"]) -> dict[str, np.ndarray]:
     """Per cycle and field: skill / spread, latitude-weighted and not (SST over sea only).
 
-    From the moments of `result` (see [`analysis_moments`][]); with a `FilterOutput` also
-    the ensemble CRPS (``crps``, ``crps_latw``).  `truth` ``(T, d)``; returns arrays
+    [`assimilax.metrics.area_scores`][] of each field's slice, with area weights one or
+    the latitude weights, zero over land where the field is filled (SST), accumulated in
+    float64.  From a `FilterMoments` skill and spread; from a `FilterOutput` also the
+    ensemble CRPS (``crps``, ``crps_latw``).  `truth` ``(T, d)``; returns arrays
     ``(T, n_fields)`` in the order of [`fields`][].
     """
     layout = emulator.layout
@@ -397,33 +399,22 @@ def field_scores(emulator: GenCastEmulator, result: ax.FilterOutput | FilterMome
     g = nlat * nlon
     latw = np.broadcast_to(np.asarray(ax.metrics.latitude_weights(lat))[:, None], (nlat, nlon)).reshape(-1)
     sea = np.asarray(emulator.filled) == 0
-    mean, var = analysis_moments(result)
     ensemble = not isinstance(result, FilterMoments)
-    keys = ("skill", "skill_latw", "spread", "spread_latw") + (("crps", "crps_latw") if ensemble else ())
-    if ensemble:
-        particles, weights = jnp.asarray(result.particles), jnp.exp(jnp.asarray(result.log_weights))
-    out = {k: [] for k in keys}
+    first, second = (result.particles, result.log_weights) if ensemble else (result.mean, result.variance)
+    scores = []
     for name, level in fields(emulator):
         off = layout[name].offset + (0 if level is None else _level_index(layout, name, level) * g)
         sl = slice(off, off + g)
-        valid = sea[sl]
-        err2 = (mean[:, sl].astype(np.float64) - truth[:, sl]) ** 2
-        v = var[:, sl].astype(np.float64)
-        if ensemble:
-            crps = np.asarray(_crps(particles[:, :, sl], jnp.asarray(truth[:, sl]), weights), np.float64)
-        for suffix, a in (("", np.ones(g)), ("_latw", latw)):
-            a = a * valid
-            out["skill" + suffix].append(np.sqrt((err2 * a).sum(1) / a.sum()))
-            out["spread" + suffix].append(np.sqrt((v * a).sum(1) / a.sum()))
-            if ensemble:
-                out["crps" + suffix].append((crps * a).sum(1) / a.sum())
-    return {k: np.stack(v, axis=1) for k, v in out.items()}
+        area = np.stack([np.ones(g), latw]) * sea[sl]  # float64: float64 errors and sums
+        with jax.enable_x64(True):
+            scores.append(_area_scores(first[..., sl], second if ensemble else second[:, sl], truth[:, sl], area))
+    keys = ("skill", "spread") + (("crps",) if ensemble else ())
+    return {k + suffix: np.stack([np.asarray(s[k][i], np.float64) for s in scores], axis=1)
+            for k in keys for i, suffix in enumerate(("", "_latw"))}
 
 
-@eqx.filter_jit
-def _crps(particles, truth, weights):
-    """``(T, N, g)``, ``(T, g)``, ``(T, N)`` -> the CRPS of each component ``(T, g)``."""
-    return jax.vmap(ax.metrics.crps_components)(particles, truth.astype(particles.dtype), weights)
+# One field's scores with the unweighted and the latitude weights (the ensemble's moments and CRPS once).
+_area_scores = jax.jit(jax.vmap(ax.metrics.area_scores, in_axes=(None, None, None, 0)))
 
 
 def _level_index(layout, name, level):

@@ -12,7 +12,9 @@ usable under `jax.jit` and `jax.vmap` (e.g. over cycles).
   the state, so that the average ``(1/D) sum_j a_j f_j`` is a weighted mean.
 
 The weighted forms reduce exactly to the unweighted ones for uniform weights
-``w_i = 1/n`` (tested).
+``w_i = 1/n`` (tested).  [`area_scores`][] gives the per-cycle skill, spread and CRPS of a
+whole run, from its ensembles or from their moments, with flat area weights in which a zero
+masks a component out.
 """
 
 import jax
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 __all__ = [
+    "area_scores",
     "crps",
     "crps_components",
     "ensemble_mean",
@@ -182,6 +185,69 @@ def crps(
 ) -> Float[Array, ""]:
     """State average ``(1/D) sum_j a_j CRPS_j`` of [`crps_components`][]."""
     return state_average(crps_components(ensemble, truth, weights, fair), area_weights)
+
+
+def _masked_average(values: Float[Array, "T d"], area: Array | None, dtype) -> Float[Array, " T"]:
+    """``sum_j a_j v_tj / sum_j a_j`` in `dtype`; components with ``a_j = 0`` dropped, NaN or not."""
+    values = values.astype(dtype)
+    if area is None:
+        return jnp.mean(values, axis=-1)
+    return jnp.sum(jnp.where(area != 0, area * values, 0), axis=-1) / jnp.sum(area)
+
+
+def area_scores(
+    ensemble_or_mean: Float[ArrayLike, "T n d"] | Float[ArrayLike, "T d"],
+    log_weights_or_variance: Float[ArrayLike, "T n"] | Float[ArrayLike, "T d"],
+    truth: Float[ArrayLike, "T d"],
+    area_weights: Float[ArrayLike, " d"] | None = None,
+) -> dict[str, Float[Array, " T"]]:
+    """Per-cycle skill, spread and CRPS as area-weighted means over the components.
+
+    Two forms, told apart by the number of axes of the first argument:
+
+    - ensembles: particles ``(T, n, d)`` and their log-weights ``(T, n)`` (a
+      `FilterOutput`'s); the mean ``m``, variance ``v`` ([`ensemble_mean`][],
+      [`ensemble_variance`][], weights ``exp(log_weights)``) and CRPS ``c``
+      ([`crps_components`][]) of each component are computed in the particles' dtype;
+    - moments: the mean ``m`` ``(T, d)`` and variance ``v`` ``(T, d)`` of each cycle's
+      ensemble (a `FilterMoments`'); no CRPS, which needs the ensemble.
+
+    With area weights ``a_j >= 0`` (``None``: all one), for each cycle ``t``:
+
+    ``skill_t = sqrt(sum_j a_j (m_tj - y_tj)^2 / sum_j a_j)``,
+    ``spread_t = sqrt(sum_j a_j v_tj / sum_j a_j)``,
+    ``crps_t = sum_j a_j c_tj / sum_j a_j``.
+
+    A component with ``a_j = 0`` is masked out: it does not change the scores whatever its
+    values, NaN and infinities included (e.g. sea-surface temperature over land).  All-zero
+    weights give NaN.  The errors and averages are computed in the dtype of the values
+    promoted with those of `truth` and `area_weights`: float64 weights under
+    ``jax_enable_x64`` give float64 sums of float32 ensembles.  Pure ``jnp``, usable under `jax.jit`; returns
+    ``{"skill", "spread"}`` and, for ensembles, ``"crps"``, each of shape ``(T,)``.  For
+    one field of a large state, pass its slice of the arrays (and of the area weights).
+    """
+    first = jnp.asarray(ensemble_or_mean)
+    second = jnp.asarray(log_weights_or_variance)
+    if first.ndim not in (2, 3):
+        raise ValueError(f"expected particles (T, n, d) or a mean (T, d), got shape {first.shape}.")
+    ensemble = first.ndim == 3
+    y = jnp.asarray(truth)
+    if ensemble:
+        weights = jnp.exp(second)
+        mean = jax.vmap(ensemble_mean)(first, weights)
+        variance = jax.vmap(ensemble_variance)(first, weights)
+    else:
+        mean, variance = first, second
+    area = None if area_weights is None else jnp.asarray(area_weights)
+    dtype = jnp.result_type(mean.dtype, y.dtype, *([] if area is None else [area.dtype]))
+    err2 = (mean.astype(dtype) - y.astype(dtype)) ** 2
+    out = {
+        "skill": jnp.sqrt(_masked_average(err2, area, dtype)),
+        "spread": jnp.sqrt(_masked_average(variance, area, dtype)),
+    }
+    if ensemble:
+        out["crps"] = _masked_average(jax.vmap(crps_components)(first, y.astype(first.dtype), weights), area, dtype)
+    return out
 
 
 def rank_histogram(

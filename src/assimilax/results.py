@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
@@ -103,8 +102,9 @@ def scores(
 
     `components` selects a subset of the state (e.g. the observed or unobserved
     components); `area_weights` (e.g. latitude weights of the flat state) weight the
-    average over components.  Returns arrays of shape ``(T,)``; from a `FilterMoments`
-    skill, spread and spread/skill only (the same numbers, to float rounding).
+    average over components, a zero weight masking a component out
+    ([`assimilax.metrics.area_scores`][]).  Returns arrays of shape ``(T,)``; from a
+    `FilterMoments` skill, spread and spread/skill only (the same numbers, to float rounding).
     """
     moments = isinstance(output, FilterMoments)
     first = jnp.asarray(output.mean if moments else output.particles)
@@ -120,31 +120,5 @@ def scores(
         first, truth = first[..., idx], truth[..., idx]
         second = second[..., idx] if moments else second
         area_weights = None if area_weights is None else jnp.asarray(area_weights)[idx]
-    if moments:
-        return _moment_scores(first, second, truth, area_weights)
-    particles, weights = first, jnp.exp(second)
-
-    def per_cycle(ens, w, x):
-        return (
-            metrics.skill(ens, x, w, area_weights),
-            metrics.spread(ens, w, area_weights),
-            metrics.crps(ens, x, w, area_weights),
-        )
-
-    skill, spread, crps = jax.vmap(per_cycle)(particles, weights, truth)
-    skill, spread, crps = (np.asarray(a) for a in (skill, spread, crps))
-    return {"skill": skill, "spread": spread, "spread_skill": spread / skill, "crps": crps}
-
-
-def _moment_scores(mean, variance, truth, area_weights) -> dict[str, np.ndarray]:
-    """What [`scores`][] computes from the ensemble, from its mean and variance."""
-
-    def per_cycle(m, v, x):
-        # metrics.skill and metrics.spread, with the ensemble's moments already reduced
-        return (
-            jnp.sqrt(metrics.state_average((m - x) ** 2, area_weights)),
-            jnp.sqrt(metrics.state_average(v, area_weights)),
-        )
-
-    skill, spread = (np.asarray(a) for a in jax.vmap(per_cycle)(mean, variance, truth))
-    return {"skill": skill, "spread": spread, "spread_skill": spread / skill}
+    s = {k: np.asarray(v) for k, v in metrics.area_scores(first, second, truth, area_weights).items()}
+    return {"skill": s["skill"], "spread": s["spread"], "spread_skill": s["spread"] / s["skill"], **s}
