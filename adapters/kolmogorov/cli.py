@@ -2,14 +2,35 @@
 
 import argparse
 
+import assimilax as ax
+from assimilax.experiment import Option, add_config_options, config_from_args
 from assimilax.run_options import add_run_options, options_from_args, run_and_report
 
 from .experiment import FILTERS, OBSERVE, KolmogorovExperiment
 
 
+# The options of `KolmogorovExperiment`'s fields, in the order of ``--help``.
+OPTIONS = {
+    "particles": Option("ensemble size N", flags=("--particles", "-n")),
+    "cycles": Option("observation times", flags=("--cycles", "-T")),
+    "seed": Option("seed of truth, observations and filters"),
+    "observe": Option("grid points or block means", choices=OBSERVE),
+    "stride": Option("every STRIDE-th point, or STRIDE x STRIDE blocks"),
+    "obs_fraction": Option("observation noise std as a fraction of the field's std"),
+    "filters": Option(f"from {', '.join(FILTERS)}", choices=FILTERS, metavar="FILTER", unique=True),
+    "levels": Option("noise levels of the sampler"),
+    "tile": Option("tile side of the block FA-APF, in grid points"),
+    "localisation_radius": Option("LETKF length scale, in grid points"),
+    "emulator_path": Option("path of other trained weights (.eqx with its .json)", flags=("--emulator",)),
+    "q": Option("model noise standard deviation per interval (the shipped emulator is for 0.5)"),
+    "init_std": Option("standard deviation of the initial ensemble around the truth's start"),
+    "solver": Option("probability-flow ODE solver of the sampler", choices=sorted(ax.SOLVER_NAMES)),
+    "ess_band": Option("tempering ESS band of the block FA-APF filters, fractions of N", metavar=("LOW", "HIGH")),
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``kolmogorov`` subcommand (entry point ``assimilax.commands``)."""
-    d = KolmogorovExperiment()
     p = subparsers.add_parser(
         "kolmogorov",
         help="2-D Kolmogorov-flow twin experiment with the shipped diffusion emulator",
@@ -19,17 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "NetCDF file, figures (skill/spread, truth / mean / error maps) and a summary table.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--particles", "-n", type=int, default=d.particles, help="ensemble size N")
-    p.add_argument("--cycles", "-T", type=int, default=d.cycles, help="observation times")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of truth, observations and filters")
-    p.add_argument("--observe", default=d.observe, choices=OBSERVE, help="grid points or block means")
-    p.add_argument("--stride", type=int, default=d.stride, help="every STRIDE-th point, or STRIDE x STRIDE blocks")
-    p.add_argument("--obs-fraction", type=float, default=d.obs_fraction, help="observation noise std as a fraction of the field's std")
-    p.add_argument("--filters", nargs="+", default=list(d.filters), choices=FILTERS, metavar="FILTER", help=f"from {', '.join(FILTERS)}")
-    p.add_argument("--levels", type=int, default=d.levels, help="noise levels of the sampler")
-    p.add_argument("--tile", type=int, default=d.tile, help="tile side of the block FA-APF, in grid points")
-    p.add_argument("--localisation-radius", type=float, default=d.localisation_radius, help="LETKF length scale, in grid points")
-    p.add_argument("--emulator", default=None, help="path of other trained weights (.eqx with its .json)")
+    add_config_options(p, KolmogorovExperiment, OPTIONS)
     p.add_argument("--output", "-o", default="outputs/kolmogorov", help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_run_options(p)
@@ -40,11 +51,7 @@ def main(args: argparse.Namespace) -> int:
     """Run the experiment from parsed arguments (errors are printed by `assimilax.cli.main`)."""
     from . import experiment
 
-    cfg = KolmogorovExperiment(
-        particles=args.particles, cycles=args.cycles, seed=args.seed, observe=args.observe, stride=args.stride,
-        obs_fraction=args.obs_fraction, filters=tuple(dict.fromkeys(args.filters)), levels=args.levels,
-        tile=args.tile, localisation_radius=args.localisation_radius, emulator_path=args.emulator,
-    )
+    cfg = config_from_args(KolmogorovExperiment, args)
     return run_and_report(
         lambda: experiment.run(cfg, args.output, options=options_from_args(args)),
         experiment.summary_table,
