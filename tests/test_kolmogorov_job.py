@@ -17,7 +17,9 @@ def test_job_runs_end_to_end(tmp_path, capsys):
     assert "letkf" in capsys.readouterr().out
     ds = xr.open_dataset(out / "kolmogorov_twin.nc")
     assert dict(ds.sizes) == {"filter": 2, "time": 2, "y": 64, "x": 64}
-    assert np.all(np.isfinite(ds["mean"].values)) and np.all(ds["spread"].values > 0)
+    assert np.all(np.isfinite(ds["vorticity_mean"].values)) and np.all(ds["spread"].values > 0)
+    assert np.all(ds["vorticity_variance"].values > 0) and np.all(np.isfinite(ds["skill"].values))
+    np.testing.assert_allclose(ds["truth"].values.reshape(2, -1).std(), 3.7, rtol=0.3)  # the attractor (docs)
     assert json.loads(ds.attrs["configuration"])["observe"] == "blocks"
     for name in ("skill_spread.png", "maps.png", "summary.txt", "checkpoints/letkf.npz"):
         assert (out / name).stat().st_size > 0

@@ -153,28 +153,15 @@ def run(cfg: KolmogorovExperiment, output: str | Path | None = None, progress: b
 
 
 def _dataset(cfg, filters, runs, truth, obs_std) -> xr.Dataset:
-    names = list(runs.results)
-    means, spreads, scores = [], [], {"skill": [], "spread": [], "crps": []}
-    for name in names:
-        out = runs.results[name]
-        w = jnp.exp(out.log_weights)
-        means.append(np.asarray(jax.vmap(ax.metrics.ensemble_mean)(out.particles, w)).reshape(-1, N, N))
-        spreads.append(np.sqrt(np.asarray(jax.vmap(ax.metrics.ensemble_variance)(out.particles, w))).reshape(-1, N, N))
-        per = ax.scores(out, truth[1:], np.ones(N * N, bool))
-        for k in scores:
-            scores[k].append(per[k])
-    grid = ("filter", "time", "y", "x")
-    data = {
-        "mean": (grid, np.stack(means)), "spread_field": (grid, np.stack(spreads)),
-        "truth": (("time", "y", "x"), truth[1:].reshape(-1, N, N)),
-        **{k: (("filter", "time"), np.stack(v)) for k, v in scores.items()},
-        "ess": (("filter", "time"), np.stack([np.asarray(runs.results[n].diagnostics.ess) for n in names])),
-        "seconds": (("filter", "time"), np.stack([runs.seconds_per_cycle(n, cfg.cycles) for n in names])),
-    }
-    coords = {"filter": names, "time": np.arange(1, cfg.cycles + 1), "y": np.arange(N) * DOMAIN / N, "x": np.arange(N) * DOMAIN / N}
-    attrs = {"title": "assimilax Kolmogorov-flow twin experiment", "configuration": json.dumps(dataclasses.asdict(cfg)),
-             "obs_std": obs_std, "assimilax_version": ax.__version__, **{f"filter_{n}": ax.describe(f) for n, f in filters.items()}}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    axis = ("y", np.arange(N) * DOMAIN / N, {"long_name": "x_0 (row index i of the flat state)"})
+    grid = {"y": axis, "x": ("x", axis[1], {"long_name": "x_1 (forcing direction)"})}
+    layout = ax.StateLayout.from_dataset(xr.Dataset({"vorticity": (("y", "x"), np.zeros((N, N)))}, coords=grid))
+    times = np.arange(1, cfg.cycles + 1)
+    ds = runs.to_dataset(filters, truth[1:], layout, times, ensembles=False)
+    ds["truth"] = (("time", "y", "x"), truth[1:].reshape(-1, N, N))
+    ds.attrs.update(title="assimilax Kolmogorov-flow twin experiment", configuration=json.dumps(dataclasses.asdict(cfg)),
+                    obs_std=obs_std, assimilax_version=ax.__version__)
+    return ds
 
 
 def summary_table(ds: xr.Dataset) -> str:
@@ -202,8 +189,8 @@ def _figures(ds: xr.Dataset, out: Path) -> None:
     plt.close(plot_skill_spread(series, ds["time"].values, out / "skill_spread.png", title="Kolmogorov flow, 64 x 64"))
     best = str(ds["filter"].values[0])
     last = ds.isel(time=-1)
-    panels = [("truth", last["truth"]), (f"{best} mean", last["mean"].sel(filter=best)),
-              (f"{best} error", last["mean"].sel(filter=best) - last["truth"])]
+    panels = [("truth", last["truth"]), (f"{best} mean", last["vorticity_mean"].sel(filter=best)),
+              (f"{best} error", last["vorticity_mean"].sel(filter=best) - last["truth"])]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for axis, (title, field) in zip(axes, panels):
         image = axis.pcolormesh(ds["x"], ds["y"], field.values, cmap="RdBu_r", shading="auto")

@@ -362,48 +362,18 @@ def run(
 
 
 def _dataset(cfg, filters, runs, truth, observations) -> xr.Dataset:
-    results = runs.results
-    names = list(results)
-    times = np.arange(1, cfg.cycles + 1)
     obs_full = np.full((cfg.cycles, cfg.dim), np.nan, dtype=np.float32)
     obs_full[:, cfg.observed] = observations
-    data = {
-        "analysis": (("filter", "time", "particle", "variable"), np.stack([np.asarray(results[n].particles) for n in names])),
-        "log_weights": (("filter", "time", "particle"), np.stack([np.asarray(results[n].log_weights) for n in names])),
-        "ess": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.ess) for n in names])),
-        "alpha": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.alpha) for n in names])),
-        "log_likelihood": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.log_likelihood) for n in names])),
-        "truth": (("time", "variable"), truth[1:]),
-        "observations": (("time", "variable"), obs_full),
-        "dropped": (("filter", "time"), np.stack([np.asarray(results[n].diagnostics.dropped) for n in names])),
-        "seconds": (("filter", "time"), np.stack([runs.seconds_per_cycle(n, cfg.cycles) for n in names])),
-    }
-    for subset, mask in (("observed", cfg.observed), ("unobserved", ~cfg.observed)):
-        if not mask.any():
-            continue
-        per = {n: ax.scores(results[n], truth[1:], mask) for n in names}
-        for score in ("skill", "spread", "crps"):
-            data[f"{score}_{subset}"] = (("filter", "time"), np.stack([per[n][score] for n in names]))
-    ds = xr.Dataset(
-        data,
-        coords={
-            "filter": names,
-            "time": ("time", times, {"long_name": "observation cycle"}),
-            "particle": np.arange(cfg.particles),
-            "variable": ("variable", np.arange(cfg.dim), {"long_name": "Lorenz-96 component"}),
-            "observed": ("variable", cfg.observed),
-        },
-        attrs={
-            "title": "assimilax Lorenz-96 twin experiment",
-            "configuration": json.dumps(dataclasses.asdict(cfg)),
-            "assimilax_version": ax.__version__,
-            "spinup": cfg.spinup,
-            **{f"filter_{n}": ax.describe(f) for n, f in filters.items()},
-        },
-    )
-    ds["dropped"].attrs["long_name"] = "non-finite particles dropped and replaced by resampling (on_nonfinite='resample')"
+    subsets = {k: m for k, m in (("observed", cfg.observed), ("unobserved", ~cfg.observed)) if m.any()}
+    ds = runs.to_dataset(filters, truth[1:], ax.StateLayout.vector(cfg.dim, "analysis"),
+                         np.arange(1, cfg.cycles + 1), subsets=subsets)
+    ds = ds.assign(truth=(("time", "variable"), truth[1:]), observations=(("time", "variable"), obs_full))
+    ds = ds.assign_coords(variable=np.arange(cfg.dim), observed=("variable", cfg.observed))
+    ds["time"].attrs["long_name"] = "observation cycle"
+    ds["variable"].attrs["long_name"] = "Lorenz-96 component"
     ds["analysis"].attrs["long_name"] = "analysis ensemble (after assimilating the cycle's observation)"
-    ds["seconds"].attrs["long_name"] = "wall time of the cycle (the first includes compilation)"
+    ds.attrs.update(title="assimilax Lorenz-96 twin experiment", configuration=json.dumps(dataclasses.asdict(cfg)),
+                    assimilax_version=ax.__version__, spinup=cfg.spinup)
     return ds
 
 

@@ -3,18 +3,22 @@
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import jax
 import numpy as np
-from jaxtyping import ArrayLike, Float, PRNGKeyArray, PyTree
+from jaxtyping import ArrayLike, Bool, Float, PRNGKeyArray, PyTree
+
+from .. import metrics
 
 from ..assimilate import FilterMoments, assimilate, check_checkpoint
 from ..errors import NonFiniteError, RunFailed
 from ..filters.base import AbstractFilter, check_observations
 from ..filters.run import FilterOutput
+from ..layout import StateLayout
+from ..results import describe, scores, to_dataset
 from .options import RunOptions
 
 if TYPE_CHECKING:
@@ -40,6 +44,67 @@ class FilterRuns:
         """The filter's per-cycle wall times ``(cycles,)``, NaN for cycles resumed."""
         s = self.seconds[name]
         return np.asarray([np.nan] * (cycles - len(s)) + list(s), dtype=np.float64)
+
+    def to_dataset(
+        self,
+        filters: Mapping[str, AbstractFilter],
+        truth: Float[ArrayLike, "T d"] | None = None,
+        layout: StateLayout | None = None,
+        times: Sequence | np.ndarray | None = None,
+        *,
+        subsets: Mapping[str, Bool[ArrayLike, " d"]] | None = None,
+        ensembles: bool = True,
+    ) -> "xr.Dataset":
+        """One Dataset of every finished filter, with a ``filter`` dimension.
+
+        Each filter's [`assimilax.to_dataset`][assimilax.results.to_dataset] (its analysis
+        ensembles, or with ``ensembles=False`` their weighted mean and variance ``v_mean``,
+        ``v_variance``; log-weights, ESS, alpha, log-likelihood), its ``dropped`` counts
+        and per-cycle wall ``seconds``, concatenated along ``filter``.  With `truth`
+        ``(T, d)``: the per-cycle ``skill``, ``spread`` and ``crps`` of
+        [`assimilax.scores`][assimilax.results.scores] over all components, or over each
+        of `subsets` ``{name: mask}`` as ``skill_<name>``, ...  Each filter's
+        configuration is the attribute ``filter_<name>``.
+        """
+        import pandas as pd
+        import xarray as xr
+
+        names = list(self.results)
+        parts = []
+        for name in names:
+            out = self.results[name]
+            if not ensembles and isinstance(out, FilterOutput):
+                w = jax.numpy.exp(out.log_weights)
+                out = FilterMoments(
+                    np.asarray(jax.vmap(metrics.ensemble_mean)(out.particles, w)),
+                    np.asarray(jax.vmap(metrics.ensemble_variance)(out.particles, w)),
+                    out.diagnostics,
+                )
+            ds = to_dataset(out, layout, times)
+            ds["dropped"] = ("time", np.asarray(out.diagnostics.dropped))
+            ds["seconds"] = ("time", self.seconds_per_cycle(name, ds.sizes["time"]))
+            if truth is not None:
+                for subset, mask in (subsets or {"": None}).items():
+                    per = scores(self.results[name], truth, mask)
+                    for score in ("skill", "spread", "crps"):
+                        if score in per:
+                            ds[f"{score}_{subset}" if subset else score] = ("time", per[score])
+            parts.append(ds)
+        ds = xr.concat(parts, dim=pd.Index(names, name="filter"), combine_attrs="drop_conflicts")
+        ds["dropped"].attrs["long_name"] = "non-finite particles dropped and replaced by resampling (on_nonfinite='resample')"
+        ds["seconds"].attrs["long_name"] = "wall time of the cycle (the first includes compilation; NaN: resumed)"
+        for var in ds.data_vars:
+            if var.split("_")[0] in ("skill", "spread", "crps"):
+                ds[var].attrs["long_name"] = _SCORE_NAMES[var.split("_")[0]]
+        ds.attrs.update({f"filter_{n}": describe(filters[n]) for n in names})
+        return ds
+
+
+_SCORE_NAMES = {
+    "skill": "RMSE of the weighted ensemble mean against the truth",
+    "spread": "square root of the mean weighted ensemble variance",
+    "crps": "mean ensemble CRPS of the components",
+}
 
 
 def run_filters(
