@@ -12,11 +12,11 @@ from assimilax.cli import main
 def test_job_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     status = main(["kolmogorov", "-n", "6", "-T", "2", "--levels", "4", "--observe", "blocks",
-                   "--filters", "letkf", "forecast", "--no-progress", "-o", str(out)])
+                   "--filters", "fa-apf-local", "letkf", "forecast", "--no-progress", "-o", str(out)])
     assert status == 0
     assert "letkf" in capsys.readouterr().out
     ds = xr.open_dataset(out / "kolmogorov_twin.nc")
-    assert dict(ds.sizes) == {"filter": 2, "time": 2, "y": 64, "x": 64}
+    assert dict(ds.sizes) == {"filter": 3, "time": 2, "y": 64, "x": 64}
     assert np.all(np.isfinite(ds["vorticity_mean"].values)) and np.all(ds["spread"].values > 0)
     assert np.all(ds["vorticity_variance"].values > 0) and np.all(np.isfinite(ds["skill"].values))
     np.testing.assert_allclose(ds["truth"].values.reshape(2, -1).std(), 3.7, rtol=0.3)  # the attractor (docs)
@@ -30,6 +30,7 @@ def test_job_runs_end_to_end(tmp_path, capsys):
     [
         (["--stride", "5"], "stride must divide 64, got 5"),
         (["--tile", "7"], "tile must divide 64, got 7"),
+        (["--local-radius", "0"], "local_radius must be positive, got 0"),
         (["--particles", "1"], "particles must be at least 2"),
         (["--obs-fraction", "0"], "obs_fraction must be in [1e-6, inf)"),
         (["--seed", "-1"], "seed must be in [0, 2**32)"),

@@ -21,11 +21,13 @@ OPTIONS = {
     "levels": Option("noise levels of the sampler"),
     "tile": Option("tile side of the block FA-APF, in grid points"),
     "localisation_radius": Option("LETKF length scale, in grid points"),
+    "local_radius": Option("Gaspari-Cohn length scale of the localised FA-APF filters, in grid points"),
+    "local_inflation": Option("inflation of the resampled histories of the localised FA-APF filters"),
     "emulator_path": Option("path of other trained weights (.eqx with its .json)", flags=("--emulator",)),
     "q": Option("model noise standard deviation per interval (the shipped emulator is for 0.5)"),
     "init_std": Option("standard deviation of the initial ensemble around the truth's start"),
     "solver": Option("probability-flow ODE solver of the sampler", choices=sorted(ax.SOLVER_NAMES)),
-    "ess_band": Option("tempering ESS band of the block FA-APF filters, fractions of N", metavar=("LOW", "HIGH")),
+    "ess_band": Option("tempering ESS band of the FA-APF filters, fractions of N", metavar=("LOW", "HIGH")),
 }
 
 

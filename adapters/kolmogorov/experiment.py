@@ -6,8 +6,11 @@ field's std: every `stride`-th grid point in both directions (``observe="points"
 the means of `stride` x `stride` blocks (``"blocks"``), and these filters from the same
 perturbed start:
 
-- ``fa-apf-block``, ``fa-apf-block-oracle``: the block FA-APF on `tile` x `tile` tiles
-  with the shipped diffusion emulator and with the exact emulator ``N(M(x), q^2 I)``;
+- ``fa-apf-local``, ``fa-apf-local-oracle``: the localised FA-APF (Gaspari-Cohn of length
+  scale `local_radius` grid points) with the shipped diffusion emulator and with the exact
+  emulator ``N(M(x), q^2 I)``;
+- ``fa-apf-block``, ``fa-apf-block-oracle``: the block FA-APF on `tile` x `tile` tiles, the
+  same two ways;
 - ``letkf``, ``enkf``: the LETKF (Gaspari-Cohn of length scale `localisation_radius` grid
   points on the torus) and the stochastic EnKF with the shipped emulator as forecast model;
 - ``forecast``: the unconditional ensemble of the shipped emulator.
@@ -19,7 +22,6 @@ the model's data, its filters and its figures.
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import jax
@@ -32,7 +34,7 @@ import assimilax as ax
 from .dynamics import DOMAIN, oracle_emulator, simulate
 from .emulator import load_emulator
 
-FILTERS = ("fa-apf-block", "fa-apf-block-oracle", "letkf", "enkf", "forecast")
+FILTERS = ("fa-apf-local", "fa-apf-local-oracle", "fa-apf-block", "fa-apf-block-oracle", "letkf", "enkf", "forecast")
 OBSERVE = ("points", "blocks")
 N = 64  # grid points per side
 
@@ -49,40 +51,25 @@ class KolmogorovExperiment:
     stride: int = 4
     obs_fraction: float = 0.1
     init_std: float = 1.0
-    filters: tuple[str, ...] = ("fa-apf-block", "letkf", "enkf", "forecast")
+    filters: tuple[str, ...] = ("fa-apf-local", "letkf", "enkf", "forecast")
     levels: int = 20
     solver: str = "dpm3m"
     tile: int = 8
     localisation_radius: float = 4.0
+    local_radius: float = 8.0
+    local_inflation: float = 1.0
     ess_band: tuple[float, float] = (0.2, 0.25)
     emulator_path: str | None = None
 
     def __post_init__(self):
-        problems = []
-        for name in ("particles", "cycles", "seed", "stride", "levels", "tile"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
-                problems.append(f"{name} must be an integer, got {getattr(self, name)!r}")
-        if problems:
-            raise ax.errors.InvalidConfiguration("Kolmogorov experiment", problems)
-        checks = [
-            (self.particles >= 2, f"particles must be at least 2, got {self.particles}"),
-            (self.cycles >= 1, f"cycles must be at least 1, got {self.cycles}"),
-            (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
-            (self.q > 0 and math.isfinite(self.q), f"q must be positive and finite, got {self.q}"),
+        ax.experiment.check_config(self, "Kolmogorov experiment", FILTERS, positive=(
+            "q", "localisation_radius", "local_radius", "local_inflation"), checks=lambda: [
             (self.observe in OBSERVE, f"observe must be one of {list(OBSERVE)}, got {self.observe!r}"),
             (self.stride >= 1 and N % self.stride == 0, f"stride must divide {N}, got {self.stride}"),
             (self.tile >= 1 and N % self.tile == 0, f"tile must divide {N}, got {self.tile}"),
-            (1e-6 <= self.obs_fraction < math.inf, f"obs_fraction must be in [1e-6, inf), got {self.obs_fraction}"),
-            (self.init_std >= 0 and math.isfinite(self.init_std), f"init_std must be finite and >= 0, got {self.init_std}"),
-            (bool(self.filters) and set(self.filters) <= set(FILTERS), f"filters must be among {list(FILTERS)}, got {list(self.filters)}"),
-            (self.levels >= 2, f"levels must be at least 2, got {self.levels}"),
-            (self.solver in ax.SOLVER_NAMES, f"unknown solver {self.solver!r}; choose from {list(ax.SOLVER_NAMES)}"),
-            (self.localisation_radius > 0, f"localisation_radius must be positive, got {self.localisation_radius}"),
-            (0 < self.ess_band[0] <= self.ess_band[1] <= 1, f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}"),
-        ]
-        problems = [message for ok, message in checks if not ok]
-        if problems:
-            raise ax.errors.InvalidConfiguration("Kolmogorov experiment", problems)
+            (self.obs_fraction >= 1e-6, f"obs_fraction must be in [1e-6, inf), got {self.obs_fraction}"),
+            (self.init_std >= 0, f"init_std must be finite and >= 0, got {self.init_std}"),
+        ])
 
 
 def observation_operator(cfg: KolmogorovExperiment) -> ax.AbstractObservationOperator:
@@ -108,29 +95,40 @@ def twin_data(cfg: KolmogorovExperiment, operator: ax.AbstractObservationOperato
 
 def build_filters(cfg: KolmogorovExperiment, observation: ax.ObservationModel) -> dict[str, ax.AbstractFilter]:
     sampler = ax.Sampler(ax.EDMSchedule(2e-3, 80.0, 8.0), cfg.levels, ax.solver_by_name(cfg.solver))
-    emulator = load_emulator(cfg.emulator_path) if set(cfg.filters) - {"fa-apf-block-oracle"} else None
+    emulator = load_emulator(cfg.emulator_path) if any(not f.endswith("-oracle") for f in cfg.filters) else None
     i, j = np.divmod(np.arange(N * N), N)
     tiles = (i // cfg.tile) * (N // cfg.tile) + j // cfg.tile
     blocks = ax.BlockLocalisation.from_state_blocks(tiles, observation.operator)
     spacing = DOMAIN / N
-    distance = ax.DistanceLocalisation.from_operator(
-        ax.Periodic2D((DOMAIN, DOMAIN)), np.stack([i, j], 1) * spacing, observation.operator,
-        ax.GaspariCohn.from_length_scale(cfg.localisation_radius * spacing),
-    )
+
+    def distance(radius):  # Gaspari-Cohn of length scale `radius` grid points on the torus
+        return ax.DistanceLocalisation.from_operator(
+            ax.Periodic2D((DOMAIN, DOMAIN)), np.stack([i, j], 1) * spacing, observation.operator,
+            ax.GaspariCohn.from_length_scale(radius * spacing),
+        )
+
     # The transition is N(M(x), q^2 I): the Tweedie covariance of its target is known, so the
     # guidance needs no Jacobian of the U-Net (which costs 5-10 evaluations and is loosely
     # fitted), and the first-stage weights see the model noise, R + q^2 H H^T.
     weighting = ax.DiagonalPredictiveWeights.from_transition_variance(observation.operator, cfg.q**2)
+    obs_variance = float(np.max(weighting.variances))  # q^2 (points) or q^2 / stride^2 (block means), every row alike
     tempering = ax.ESSBandTempering(*cfg.ess_band)
 
     def fa_apf(em, target_std):
         guidance = ax.IsotropicMMPS((cfg.q / target_std) ** 2)
         return ax.BlockFAAPF(em, observation, sampler, blocks, guidance, weighting, tempering)
 
+    def local_fa_apf(em, target_std):
+        guidance = ax.IsotropicMMPS((cfg.q / target_std) ** 2)
+        return ax.LocalFAAPF(em, observation, sampler, distance(cfg.local_radius), guidance, tempering,
+                             predictive_variance=obs_variance, inflation=cfg.local_inflation)
+
     make = {
+        "fa-apf-local": lambda: local_fa_apf(emulator, emulator.increment_std),
+        "fa-apf-local-oracle": lambda: local_fa_apf(oracle_emulator(cfg.q), 1.0),
         "fa-apf-block": lambda: fa_apf(emulator, emulator.increment_std),
         "fa-apf-block-oracle": lambda: fa_apf(oracle_emulator(cfg.q), 1.0),
-        "letkf": lambda: ax.LETKF(emulator, observation, sampler, distance),
+        "letkf": lambda: ax.LETKF(emulator, observation, sampler, distance(cfg.localisation_radius)),
         "enkf": lambda: ax.StochasticEnKF(emulator, observation, sampler, 1.02),
         "forecast": lambda: ax.EnsembleForecast(emulator, observation, sampler),
     }

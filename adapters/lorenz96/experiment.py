@@ -100,82 +100,32 @@ class TwinExperiment:
     observe: str = "identity"  # or "abs": observe |x| of the observed components
 
     def __post_init__(self):
-        problems = []
-        if self.particles < 2:
-            problems.append(f"particles must be at least 2, got {self.particles}")
-        for name in ("particles", "cycles", "observe_every", "dim", "seed", "levels", "corrector_steps", "cg_iterations", "block_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                problems.append(f"{name} must be an integer, got {value!r}")
-        if problems:
-            raise ax.errors.InvalidConfiguration("Lorenz-96 experiment", problems)
-        for name in ("obs_std", "q", "init_std", "guidance_max_sigma", "sigma_min", "sigma_max", "rho", "inflation", "localisation_radius", "local_radius", "local_inflation"):
-            value = getattr(self, name)
-            if not np.isfinite(value):
-                problems.append(f"{name} must be finite, got {value}")
-        if not 0 <= self.seed < 2**32:
-            problems.append(f"seed must be in [0, 2**32), got {self.seed}")
-        if self.corrector_steps < 0:
-            problems.append(f"corrector_steps must be at least 0, got {self.corrector_steps}")
-        if not self.init_std >= 0:
-            problems.append(f"init_std must be at least 0, got {self.init_std}")
-        if not self.obs_std >= 1e-6:
-            problems.append(f"obs_std must be at least 1e-6 (its square must be a normal float32), got {self.obs_std}")
-        if self.observe not in OBSERVE:
-            problems.append(f"observe must be one of {list(OBSERVE)}, got {self.observe!r}")
-        if self.cycles < 1:
-            problems.append(f"cycles must be at least 1, got {self.cycles}")
-        if not 1 <= self.observe_every <= self.dim:
-            problems.append(f"observe_every must be in [1, {self.dim}], got {self.observe_every}")
-        if not self.obs_std > 0:
-            problems.append(f"obs_std (observation noise) must be positive, got {self.obs_std}")
-        if not self.q > 0:
-            problems.append(f"q (model noise) must be positive, got {self.q}")
-        if self.dim < 4:
-            problems.append(f"dim must be at least 4, got {self.dim}")
-        if self.spinup is None:
+        if self.spinup is None and isinstance(self.cycles, int):
             object.__setattr__(self, "spinup", min(20, max(self.cycles, 0) // 5))
-        if not 0 <= self.spinup < self.cycles:
-            problems.append(f"spinup must be in [0, cycles) = [0, {self.cycles}), got {self.spinup}")
-        unknown = sorted(set(self.filters) - set(FILTERS))
-        if unknown or not self.filters:
-            problems.append(f"unknown filters {unknown or '(none given)'}; choose from {list(FILTERS)}")
-        if self.solver not in SOLVERS:
-            problems.append(f"unknown solver {self.solver!r}; choose from {list(SOLVERS)}")
-        if not 0 < self.sigma_min < self.sigma_max:
-            problems.append(f"sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
-        if not self.rho > 0:
-            problems.append(f"rho must be positive, got {self.rho}")
-        if self.levels < 2:
-            problems.append(f"levels must be at least 2, got {self.levels}")
-        if not self.guidance_max_sigma > 0:
-            problems.append(f"guidance_max_sigma must be positive, got {self.guidance_max_sigma}")
-        if self.cg_iterations < 1:
-            problems.append(f"cg_iterations must be at least 1, got {self.cg_iterations}")
-        if not 1 <= self.block_size <= self.dim:
-            problems.append(f"block_size must be in [1, {self.dim}], got {self.block_size}")
-        if not self.inflation > 0:
-            problems.append(f"inflation must be positive, got {self.inflation}")
-        if not self.local_inflation > 0:
-            problems.append(f"local_inflation must be positive, got {self.local_inflation}")
-        if not 0 < self.local_ess_band[0] <= self.local_ess_band[1] <= 1:
-            problems.append(f"local_ess_band must satisfy 0 < low <= high <= 1, got {self.local_ess_band}")
-        if not self.local_radius > 0:
-            problems.append(f"local_radius must be positive, got {self.local_radius}")
-        if not self.localisation_radius > 0:
-            problems.append(f"localisation_radius must be positive, got {self.localisation_radius}")
-        if self.obs_indices is not None and (
-            not self.obs_indices
-            or min(self.obs_indices) < 0
-            or max(self.obs_indices) >= self.dim
-            or len(set(self.obs_indices)) != len(self.obs_indices)
-        ):
-            problems.append(f"obs_indices must be distinct components in [0, {self.dim})")
-        lo, hi = self.ess_band
-        if not 0 < lo <= hi <= 1:
-            problems.append(f"ess_band must satisfy 0 < low <= high <= 1, got {self.ess_band}")
-        if problems:
-            raise ax.errors.InvalidConfiguration("Lorenz-96 experiment", problems)
+        ax.experiment.check_config(self, "Lorenz-96 experiment", FILTERS, positive=(
+            "rho", "guidance_max_sigma", "inflation", "local_inflation", "local_radius", "localisation_radius"),
+            checks=self._checks)
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        indices = self.obs_indices
+        return [
+            (self.corrector_steps >= 0, f"corrector_steps must be at least 0, got {self.corrector_steps}"),
+            (self.init_std >= 0, f"init_std must be at least 0, got {self.init_std}"),
+            (self.obs_std >= 1e-6, f"obs_std must be at least 1e-6 (its square must be a normal float32), got {self.obs_std}"),
+            (self.obs_std > 0, f"obs_std (observation noise) must be positive, got {self.obs_std}"),
+            (self.q > 0, f"q (model noise) must be positive, got {self.q}"),
+            (self.observe in OBSERVE, f"observe must be one of {list(OBSERVE)}, got {self.observe!r}"),
+            (1 <= self.observe_every <= self.dim, f"observe_every must be in [1, {self.dim}], got {self.observe_every}"),
+            (self.dim >= 4, f"dim must be at least 4, got {self.dim}"),
+            (0 <= self.spinup < self.cycles, f"spinup must be in [0, cycles) = [0, {self.cycles}), got {self.spinup}"),
+            (0 < self.sigma_min < self.sigma_max,
+             f"sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}"),
+            (self.cg_iterations >= 1, f"cg_iterations must be at least 1, got {self.cg_iterations}"),
+            (1 <= self.block_size <= self.dim, f"block_size must be in [1, {self.dim}], got {self.block_size}"),
+            (indices is None or (bool(indices) and 0 <= min(indices) and max(indices) < self.dim
+                                 and len(set(indices)) == len(indices)),
+             f"obs_indices must be distinct components in [0, {self.dim})"),
+        ]
 
     @property
     def observed(self) -> np.ndarray:
@@ -330,12 +280,8 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
     return filters
 
 
-def run(
-    cfg: TwinExperiment,
-    output: str | Path | None = None,
-    progress: bool = True,
-    options: ax.experiment.RunOptions | None = None,
-) -> xr.Dataset:
+def run(cfg: TwinExperiment, output: str | Path | None = None, progress: bool = True,
+        options: ax.experiment.RunOptions | None = None) -> xr.Dataset:
     """Run the experiment; with `output`, write NetCDF, figures and a summary there.
 
     `options` (an `assimilax.experiment.RunOptions`: devices and chunking, restart,

@@ -7,9 +7,11 @@ timings and the failure policy of its [`RunOptions`][assimilax.experiment.option
 and writes the adapter's Dataset, figures and summary.  Its command-line options come from
 its configuration dataclass through
 [`add_config_options`][assimilax.experiment.config_cli.add_config_options] and
-[`config_from_args`][assimilax.experiment.config_cli.config_from_args] (also ``--config FILE.toml``).
+[`config_from_args`][assimilax.experiment.config_cli.config_from_args] (also ``--config FILE.toml``),
+and its shared fields are checked by [`check_config`][assimilax.experiment.config_checks.check_config].
 """
 
+from .config_checks import check_config as check_config
 from .config_cli import (
     Option as Option,
     add_config_options as add_config_options,
@@ -24,6 +26,7 @@ __all__ = [
     "Option",
     "RunOptions",
     "add_config_options",
+    "check_config",
     "config_from_args",
     "config_values",
     "failed_lines",
