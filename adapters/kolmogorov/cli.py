@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "kolmogorov",
         help="2-D Kolmogorov-flow twin experiment with the shipped diffusion emulator",
         description="Twin experiment on 2-D Kolmogorov flow (vorticity, periodic 64 x 64): observations of every "
-                    "STRIDE-th grid point or of STRIDE x STRIDE block means, the block FA-APF with the shipped "
-                    "emulator (and the exact one), the LETKF, the EnKF and the unconditional forecast. Writes a "
+                    "STRIDE-th grid point or of STRIDE x STRIDE block means, the localised and block FA-APF with the "
+                    "shipped emulator (and the exact one), the LETKF, the EnKF and the unconditional forecast. Writes a "
                     "NetCDF file, figures (skill/spread, truth / mean / error maps) and a summary table.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -34,39 +34,12 @@ import assimilax
 from .dynamics import KolmogorovFlow, energy, energy_spectrum, enstrophy, simulate, to_grid
 from .emulator import KolmogorovEmulator, load_emulator
 
-__all__ = ["crps", "free_running", "main", "make_sampler", "one_step_scores"]
+__all__ = ["free_running", "main", "make_sampler", "one_step_scores"]
 
 
 def make_sampler(levels: int = 20) -> assimilax.Sampler:
     """DPM-Solver++(3M) on ``levels`` EDM levels in ``[2e-3, 80]`` (inside the trained range)."""
     return assimilax.Sampler(schedule=assimilax.EDMSchedule(2e-3, 80.0, 7.0), n_levels=levels)
-
-
-def crps(ensemble: Float[Array, "n d"], y: Float[Array, " d"]) -> Float[Array, " d"]:
-    """Fair ensemble CRPS per component: ``mean_i |X_i - y| - sum_{i,j} |X_i - X_j| / (2 n (n - 1))``."""
-    n = ensemble.shape[0]
-    skill = jnp.mean(jnp.abs(ensemble - y), axis=0)
-    pair = jax.lax.map(lambda x: jnp.sum(jnp.abs(ensemble - x), axis=0), ensemble).sum(axis=0)
-    return skill - 0.5 * pair / (n * (n - 1))
-
-
-def _scores(ens: Float[Array, "s n d"], mean_true: Float[Array, "s d"], y: Float[Array, "s d"]) -> dict:
-    n = ens.shape[1]
-    ens_mean = ens.mean(axis=1)
-    var = ens.var(axis=1, ddof=1)
-    mean_mse = float(jnp.mean((ens_mean - mean_true) ** 2))
-    mc_var = float(jnp.mean(var)) / n
-    skill = float(jnp.sqrt(jnp.mean((ens_mean - y) ** 2)))
-    spread = float(jnp.sqrt(jnp.mean(var)))
-    return {
-        "mean_rmse": float(np.sqrt(mean_mse)),
-        "mean_bias": float(np.sqrt(max(mean_mse - mc_var, 0.0))),
-        "skill": skill,
-        "spread": spread,
-        # A calibrated n-member ensemble has E[skill^2] = (1 + 1/n) spread^2.
-        "spread_skill": spread / skill * float(np.sqrt((n + 1) / n)),
-        "crps": float(jnp.mean(jax.vmap(crps)(ens, y))),
-    }
 
 
 def one_step_scores(
@@ -98,8 +71,8 @@ def one_step_scores(
     dmean = denoised(jax.random.split(k_mean, starts), x0)
     std_map = ens.std(axis=1, ddof=1).mean(axis=0)
     return {
-        "emulator": _scores(ens, mean_true, y),
-        "oracle": _scores(oracle, mean_true, y),
+        "emulator": assimilax.metrics.transition_scores(ens, mean_true, y),
+        "oracle": assimilax.metrics.transition_scores(oracle, mean_true, y),
         "denoiser_mean_rmse_sigma80": float(jnp.sqrt(jnp.mean((dmean - mean_true) ** 2))),
         "std_per_gridpoint_range": [float(std_map.min()), float(std_map.max())],
         "increment_rms": float(jnp.sqrt(jnp.mean((mean_true - x0) ** 2))),

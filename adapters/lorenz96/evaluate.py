@@ -30,7 +30,7 @@ import assimilax
 from .dynamics import Lorenz96, simulate
 from .emulator import Lorenz96Emulator, load_emulator
 
-__all__ = ["climatology", "crps", "heun_sampler", "main", "one_step_scores", "sample_next"]
+__all__ = ["climatology", "heun_sampler", "main", "one_step_scores", "sample_next"]
 
 
 def heun_sampler(levels: int = 32, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: float = 7.0) -> assimilax.Sampler:
@@ -58,33 +58,6 @@ def sample_next(
     """One sample of ``x[k+1] ~ p(x | x[k] = x0)`` (default sampler: [`heun_sampler`][])."""
     sampler = heun_sampler(levels) if sampler is None else sampler
     return assimilax.sample_transition(emulator, sampler, key, x0[None])
-
-
-def crps(ensemble: Float[Array, "n d"], y: Float[Array, " d"]) -> Float[Array, " d"]:
-    """Fair ensemble CRPS per component: ``mean_i |X_i - y| - sum_{i,j} |X_i - X_j| / (2 n (n - 1))``."""
-    n = ensemble.shape[0]
-    skill = jnp.mean(jnp.abs(ensemble - y), axis=0)
-    pair = jnp.sum(jnp.abs(ensemble[:, None] - ensemble[None]), axis=(0, 1)) / (n * (n - 1))
-    return skill - 0.5 * pair
-
-
-def _scores(ens: Float[Array, "s n d"], mean_true: Float[Array, "s d"], y: Float[Array, "s d"]) -> dict:
-    n = ens.shape[1]
-    ens_mean = ens.mean(axis=1)
-    var = ens.var(axis=1, ddof=1)
-    mean_mse = float(jnp.mean((ens_mean - mean_true) ** 2))
-    mc_var = float(jnp.mean(var)) / n  # expected squared Monte Carlo error of the sample mean
-    skill = float(jnp.sqrt(jnp.mean((ens_mean - y) ** 2)))
-    spread = float(jnp.sqrt(jnp.mean(var)))
-    return {
-        "mean_rmse": float(np.sqrt(mean_mse)),
-        "mean_bias": float(np.sqrt(max(mean_mse - mc_var, 0.0))),
-        "skill": skill,
-        "spread": spread,
-        # A calibrated n-member ensemble has E[skill^2] = (1 + 1/n) spread^2.
-        "spread_skill": spread / skill * float(np.sqrt((n + 1) / n)),
-        "crps": float(jnp.mean(jax.vmap(crps)(ens, y))),
-    }
 
 
 def one_step_scores(
@@ -117,8 +90,8 @@ def one_step_scores(
             emulator.denoiser(sigma * emulator.noise(k), sigma, emulator.context(x[None])), x[None])
     ))(jax.random.split(key, starts), x0)
     return {
-        "emulator": _scores(ens, mean_true, y),
-        "oracle": _scores(oracle, mean_true, y),
+        "emulator": assimilax.metrics.transition_scores(ens, mean_true, y),
+        "oracle": assimilax.metrics.transition_scores(oracle, mean_true, y),
         "denoiser_mean_rmse_sigma80": float(jnp.sqrt(jnp.mean((denoised_mean - mean_true) ** 2))),
         "std_per_component_range": [float(ens.std(axis=1, ddof=1).mean(axis=0).min()),
                                     float(ens.std(axis=1, ddof=1).mean(axis=0).max())],

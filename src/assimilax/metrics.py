@@ -19,6 +19,7 @@ masks a component out.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "skill",
     "spread",
     "spread_skill_ratio",
+    "transition_scores",
 ]
 
 
@@ -278,3 +280,43 @@ def rank_histogram(
         ties = jax.random.randint(key, equal.shape, 0, equal + 1)
     ranks = (below + ties).reshape(-1)
     return jnp.bincount(ranks, length=n + 1)
+
+
+def transition_scores(
+    ensembles: Float[ArrayLike, "s n d"],
+    exact_mean: Float[ArrayLike, "s d"],
+    draws: Float[ArrayLike, "s d"],
+) -> dict[str, float]:
+    """Scores of one-step forecast ensembles against a known transition.
+
+    For ``s`` start states: an ``n``-member ensemble each (``ensembles``), the transition's
+    exact mean ``E[x[k+1] | x[k]]`` (``exact_mean``) and one draw of the true transition
+    (``draws``).  Returns, averaged over starts and components:
+
+    - ``mean_rmse``: ``sqrt(mean (xbar - m)^2)``, the ensemble mean against the exact mean;
+    - ``mean_bias``: the same with the Monte Carlo part ``mean(var) / n`` removed,
+      ``sqrt(max(mean_rmse^2 - mean(var) / n, 0))``;
+    - ``skill``: ``sqrt(mean (xbar - y)^2)`` against the draw; ``spread``: ``sqrt(mean var)``
+      (ddof 1);
+    - ``spread_skill``: ``spread / skill * sqrt((n + 1) / n)`` (1 when calibrated: a
+      calibrated ``n``-member ensemble has ``E[skill^2] = (1 + 1/n) spread^2``);
+    - ``crps``: the fair CRPS (Ferro 2014) of [`crps_components`][], averaged.
+    """
+    ens = jnp.asarray(ensembles)
+    m, y = jnp.asarray(exact_mean, ens.dtype), jnp.asarray(draws, ens.dtype)
+    n = ens.shape[1]
+    ens_mean = ens.mean(axis=1)
+    var = ens.var(axis=1, ddof=1)
+    mean_mse = float(jnp.mean((ens_mean - m) ** 2))
+    mc_var = float(jnp.mean(var)) / n  # expected squared Monte Carlo error of the sample mean
+    skill = float(jnp.sqrt(jnp.mean((ens_mean - y) ** 2)))
+    spread = float(jnp.sqrt(jnp.mean(var)))
+    crps_mean = float(jnp.mean(jax.lax.map(lambda a: crps_components(a[0], a[1], fair=True), (ens, y))))
+    return {
+        "mean_rmse": float(np.sqrt(mean_mse)),
+        "mean_bias": float(np.sqrt(max(mean_mse - mc_var, 0.0))),
+        "skill": skill,
+        "spread": spread,
+        "spread_skill": spread / skill * float(np.sqrt((n + 1) / n)),
+        "crps": crps_mean,
+    }
