@@ -65,8 +65,9 @@ def main():
         first = folder / "kolmogorov_twin.nc"
         earlier = xr.load_dataset(first)["seconds"] if first.exists() else None
         ds = run(cfg, folder, progress=False, options=ax.experiment.RunOptions(progress=False))
-        if earlier is not None and not np.isfinite(ds["seconds"].values).all():  # resumed: the first run's timings
-            ds["seconds"] = earlier.reindex_like(ds["seconds"])
+        if earlier is not None and not np.isfinite(ds["seconds"].values).all() and np.isfinite(earlier.values).any():
+            ds["seconds"] = earlier.reindex_like(ds["seconds"])  # resumed: keep the first run's timings
+            ds.to_netcdf(first)
         per_seed.append(rows_of(ds, args.burn_in))
         print(f"seed {seed}: " + ", ".join(f"{k} {v['skill']:.3f}" for k, v in per_seed[-1].items()), flush=True)
     wall = time.perf_counter() - start
@@ -88,7 +89,7 @@ def main():
         cells = []
         for key, _ in cols:
             v = np.array([r[name][key] for r in per_seed if name in r])
-            cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 and key != "seconds" else f"{v.mean():.3f}")
+            cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 and key != "seconds" else f"{np.nanmean(v):.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     print(text)

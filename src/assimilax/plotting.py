@@ -29,7 +29,11 @@ def plot_skill_spread(
     ``"unobserved"``.
     """
     subsets = list(scores)
-    fig, axes = plt.subplots(1, len(subsets), figsize=(5.5 * len(subsets), 4), sharey=True, squeeze=False)
+    n_labels = 2 * max(len(v) for v in scores.values())
+    ncol = min(n_labels, 2 * max(1, int(5.5 * len(subsets) // 3.2)))  # skill and spread side by side; fits the width
+    rows = -(-n_labels // ncol)
+    height = 4 + 0.2 * rows
+    fig, axes = plt.subplots(1, len(subsets), figsize=(5.5 * len(subsets), height), sharey=True, squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, subset in zip(axes[0], subsets):
         for i, (name, s) in enumerate(scores[subset].items()):
@@ -43,10 +47,10 @@ def plot_skill_spread(
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel("RMSE of the mean (solid), spread (dashed)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, ncol=min(len(labels), 6), loc="lower center", frameon=False)
+    fig.legend(handles, labels, fontsize=8, ncol=ncol, loc="lower center", frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.04 * (1 + len(labels) // 6), 1, 1))
+    fig.tight_layout(rect=(0, (0.05 + 0.2 * rows) / height, 1, 1))
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
