@@ -567,7 +567,7 @@ def _figures(cfg: GenCastExperiment, ds: xr.Dataset, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from assimilax.plotting import plot_skill_spread
+    from assimilax.plotting import plot_maps, plot_skill_spread
 
     shown = [f for f in ds["field"].values if f.startswith(("2m_temperature", "temperature_500", "geopotential_500", "10m_u"))]
     shown = shown or list(ds["field"].values[:3])
@@ -582,19 +582,7 @@ def _figures(cfg: GenCastExperiment, ds: xr.Dataset, out_dir: Path) -> None:
     plt.close(fig)
     var = "2m_temperature" if "2m_temperature_truth" in ds else str(ds["field"].values[0])
     last = ds.isel(time=-1)
-    panels = [("truth", last[f"{var}_truth"])]
-    panels += [(f"{n} mean", last[f"{var}_mean"].sel(filter=n)) for n in ds["filter"].values]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3), squeeze=False)
-    lo = float(min(np.nanmin(p.values) for _, p in panels))
-    hi = float(max(np.nanmax(p.values) for _, p in panels))
-    for ax_, (title, p) in zip(axes[0], panels):
-        if "level" in p.dims:
-            p = p.isel(level=0)
-        im = ax_.pcolormesh(p["lon"], p["lat"], p.values, vmin=lo, vmax=hi, shading="auto")
-        ax_.set_title(title)
-        ax_.set_xlabel("lon")
-    axes[0, 0].set_ylabel("lat")
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=var)
-    fig.suptitle(f"{var} at {np.datetime_as_string(last['time'].values, unit='h')}")
-    fig.savefig(out_dir / "maps.png", dpi=110)
-    plt.close(fig)
+    panels = [("truth", last[f"{var}_truth"])] + [(f"{n} mean", last[f"{var}_mean"].sel(filter=n)) for n in ds["filter"].values]
+    panels = [(title, p.isel(level=0) if "level" in p.dims else p) for title, p in panels]
+    plt.close(plot_maps(panels, out_dir / "maps.png", title=f"{var} at {np.datetime_as_string(last['time'].values, unit='h')}",
+                        shared_scale=True, cmap="viridis"))

@@ -180,21 +180,12 @@ def _figures(ds: xr.Dataset, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from assimilax.plotting import plot_skill_spread
+    from assimilax.plotting import plot_maps, plot_skill_spread
 
     series = {"vorticity": {str(n): {"skill": ds["skill"].sel(filter=n).values, "spread": ds["spread"].sel(filter=n).values}
                             for n in ds["filter"].values}}
     plt.close(plot_skill_spread(series, ds["time"].values, out / "skill_spread.png", title="Kolmogorov flow, 64 x 64"))
-    best = str(ds["filter"].values[0])
-    last = ds.isel(time=-1)
-    panels = [("truth", last["truth"]), (f"{best} mean", last["vorticity_mean"].sel(filter=best)),
-              (f"{best} error", last["vorticity_mean"].sel(filter=best) - last["truth"])]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for axis, (title, field) in zip(axes, panels):
-        image = axis.pcolormesh(ds["x"], ds["y"], field.values, cmap="RdBu_r", shading="auto")
-        axis.set_title(title)
-        axis.set_aspect("equal")
-        fig.colorbar(image, ax=axis, shrink=0.8)
-    fig.suptitle(f"vorticity at cycle {int(last['time'])}")
-    fig.savefig(out / "maps.png", dpi=110)
-    plt.close(fig)
+    best, last = str(ds["filter"].values[0]), ds.isel(time=-1)
+    mean = last["vorticity_mean"].sel(filter=best)
+    panels = [("truth", last["truth"]), (f"{best} mean", mean), (f"{best} error", mean - last["truth"])]
+    plt.close(plot_maps(panels, out / "maps.png", title=f"vorticity at cycle {int(last['time'])}", equal_aspect=True))

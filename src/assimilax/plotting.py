@@ -1,11 +1,12 @@
-"""Figures: skill and spread against time, Hovmoller diagrams.
+"""Figures: skill and spread against time, Hovmoller diagrams, maps of 2-D fields.
 
 Matplotlib with the non-interactive Agg backend, so figures render on machines without a
 display.  Each function returns the `Figure` and optionally saves it.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,6 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def plot_skill_spread(
@@ -85,4 +89,47 @@ def plot_hovmoller(
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_maps(
+    panels: "Sequence[tuple[str, xr.DataArray]]",
+    path: str | Path | None = None,
+    title: str | None = None,
+    shared_scale: bool = False,
+    cmap: str = "RdBu_r",
+    equal_aspect: bool = False,
+) -> Figure:
+    """2-D fields side by side (truth, analysis mean, error, ...), one colour bar each, or
+    one for all with `shared_scale`.
+
+    `panels` are ``(title, field)`` with ``field`` a 2-D `xarray.DataArray` whose dimensions
+    are ``(row, column)`` (e.g. ``(y, x)`` or ``(lat, lon)``) and whose coordinates, when
+    present, label the axes; `equal_aspect` draws them to scale (a square grid).
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False, layout="constrained")
+    values = [np.asarray(field.values, dtype=float) for _, field in panels]
+    lo = min(float(np.nanmin(v)) for v in values) if shared_scale else None
+    hi = max(float(np.nanmax(v)) for v in values) if shared_scale else None
+    image = None
+    for axis, (name, field), v in zip(axes[0], panels, values):
+        if field.ndim != 2:
+            raise ValueError(f"plot_maps: panel {name!r} has dimensions {field.dims}, must be 2-D")
+        row, col = field.dims
+        xs = field[col].values if col in field.coords else np.arange(v.shape[1])
+        ys = field[row].values if row in field.coords else np.arange(v.shape[0])
+        image = axis.pcolormesh(xs, ys, v, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
+        axis.set_title(name)
+        axis.set_xlabel(col)
+        if equal_aspect:
+            axis.set_aspect("equal")
+        if not shared_scale:
+            fig.colorbar(image, ax=axis, shrink=0.8)
+    axes[0, 0].set_ylabel(panels[0][1].dims[0])
+    if shared_scale:
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        fig.savefig(path, dpi=110)
     return fig
