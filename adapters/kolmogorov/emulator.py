@@ -25,7 +25,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Float
 
 import assimilax
 from assimilax.weights import load_weights
@@ -51,7 +51,7 @@ class GridNetwork(eqx.Module):
         return self.network(x_in.reshape(n, n), c_noise, context.reshape(n, n)).reshape(n * n)
 
 
-class KolmogorovEmulator(assimilax.AbstractEmulator):
+class KolmogorovEmulator(assimilax.AbstractIncrementEmulator):
     """A conditional diffusion emulator of the stochastic Kolmogorov-flow transition.
 
     **Arguments:**
@@ -70,29 +70,10 @@ class KolmogorovEmulator(assimilax.AbstractEmulator):
     increment_std: float = eqx.field(static=True)
     history_length: int = eqx.field(static=True, default=1)
 
-    def __check_init__(self):
-        if self.history_length != 1:
-            raise ValueError(f"KolmogorovEmulator has history length 1, got {self.history_length}.")
-        if self.state_std <= 0 or self.increment_std <= 0:
-            raise ValueError("KolmogorovEmulator normalisation scales must be positive.")
-
     @property
     def state_size(self) -> int:
         """``N^2``."""
         return self.num_points**2
-
-    def context(self, history: Float[Array, "1 d"], forcing: PyTree = None) -> Float[Array, " d"]:
-        """The normalised previous state ``(x[k] - mu_x) / s_x``."""
-        del forcing
-        return (history[-1] - self.state_mean) / self.state_std
-
-    def to_state(self, z: Float[Array, " d"], history: Float[Array, "1 d"]) -> Float[Array, " d"]:
-        """``x[k+1] = x[k] + mu_inc + s_inc z``."""
-        return history[-1] + self.increment_mean + self.increment_std * z
-
-    def to_target(self, x: Float[Array, " d"], history: Float[Array, "1 d"]) -> Float[Array, " d"]:
-        """``z = (x[k+1] - x[k] - mu_inc) / s_inc``."""
-        return (x - history[-1] - self.increment_mean) / self.increment_std
 
 
 _REQUIRED = ("num_points", "channels", "embed", "forcing_mode", "sigma_data", "state_mean",

@@ -22,7 +22,6 @@ from typing import Any
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Float, PyTree
 
 import assimilax
 from assimilax.weights import load_weights
@@ -35,7 +34,7 @@ DEFAULT_WEIGHTS = "lorenz96_q0.3.eqx"
 FORMAT_VERSION = 1
 
 
-class Lorenz96Emulator(assimilax.AbstractEmulator):
+class Lorenz96Emulator(assimilax.AbstractIncrementEmulator):
     """A conditional diffusion emulator of the stochastic Lorenz-96 transition.
 
     **Arguments:**
@@ -53,25 +52,6 @@ class Lorenz96Emulator(assimilax.AbstractEmulator):
     increment_mean: float = eqx.field(static=True)
     increment_std: float = eqx.field(static=True)
     history_length: int = eqx.field(static=True, default=1)
-
-    def __check_init__(self):
-        if self.history_length != 1:
-            raise ValueError(f"Lorenz96Emulator has history length 1, got {self.history_length}.")
-        if self.state_std <= 0 or self.increment_std <= 0:
-            raise ValueError("Lorenz96Emulator normalisation scales must be positive.")
-
-    def context(self, history: Float[Array, "1 d"], forcing: PyTree = None) -> Float[Array, " d"]:
-        """The normalised previous state ``(x[k] - mu_x) / s_x``."""
-        del forcing
-        return (history[-1] - self.state_mean) / self.state_std
-
-    def to_state(self, z: Float[Array, " d"], history: Float[Array, "1 d"]) -> Float[Array, " d"]:
-        """``x[k+1] = x[k] + mu_inc + s_inc z``."""
-        return history[-1] + self.increment_mean + self.increment_std * z
-
-    def to_target(self, x: Float[Array, " d"], history: Float[Array, "1 d"]) -> Float[Array, " d"]:
-        """``z = (x[k+1] - x[k] - mu_inc) / s_inc``."""
-        return (x - history[-1] - self.increment_mean) / self.increment_std
 
 
 def build_emulator(config: dict[str, Any], key: jax.Array | None = None) -> Lorenz96Emulator:

@@ -11,6 +11,7 @@ from .denoisers import (
 )
 from .emulators import (
     AbstractEmulator as AbstractEmulator,
+    AbstractIncrementEmulator as AbstractIncrementEmulator,
     predictive_mean as predictive_mean,
     push_history as push_history,
 )

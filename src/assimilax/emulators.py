@@ -62,6 +62,40 @@ class AbstractEmulator(eqx.Module):
         return jax.random.normal(key, (self.target_size,))
 
 
+class AbstractIncrementEmulator(AbstractEmulator):
+    """An emulator of the normalised one-step increment, conditioned on the normalised state.
+
+    History length 1; the diffusion target is ``z = (x[k+1] - x[k] - mu_inc) / s_inc`` and the
+    context ``(x[k] - mu_x) / s_x``: the small emulators trained by the Lorenz-96 and
+    Kolmogorov adapters.  A concrete emulator declares the four normalisation fields (and
+    the protocol's `denoiser`, `history_length`, `state_size`).
+    """
+
+    state_mean: AbstractVar[float]
+    state_std: AbstractVar[float]
+    increment_mean: AbstractVar[float]
+    increment_std: AbstractVar[float]
+
+    def __check_init__(self):
+        if self.history_length != 1:
+            raise ValueError(f"{type(self).__name__} has history length 1, got {self.history_length}.")
+        if self.state_std <= 0 or self.increment_std <= 0:
+            raise ValueError(f"{type(self).__name__} normalisation scales must be positive.")
+
+    def context(self, history: Float[Array, "1 d"], forcing: PyTree = None) -> Float[Array, " d"]:
+        """The normalised previous state ``(x[k] - mu_x) / s_x``."""
+        del forcing
+        return (history[-1] - self.state_mean) / self.state_std
+
+    def to_state(self, z: Float[Array, " d"], history: Float[Array, "1 d"]) -> Float[Array, " d"]:
+        """``x[k+1] = x[k] + mu_inc + s_inc z``."""
+        return history[-1] + self.increment_mean + self.increment_std * z
+
+    def to_target(self, x: Float[Array, " d"], history: Float[Array, "1 d"]) -> Float[Array, " d"]:
+        """``z = (x[k+1] - x[k] - mu_inc) / s_inc``."""
+        return (x - history[-1] - self.increment_mean) / self.increment_std
+
+
 def push_history(history: Float[Array, "m d"], x: Float[Array, " d"]) -> Float[Array, "m d"]:
     """``(x[k-m+1], ..., x[k]), x[k+1] -> (x[k-m+2], ..., x[k+1])``."""
     return jnp.concatenate([history[1:], x[None]], axis=0)
