@@ -114,13 +114,14 @@ def build_filters(cfg: KolmogorovExperiment, observation: ax.ObservationModel) -
     obs_variance = float(np.max(weighting.variances))  # q^2 (points) or q^2 / stride^2 (block means), every row alike
     tempering = ax.ESSBandTempering(*cfg.ess_band)
 
+    def guidance(target_std):  # q^2 in the units of the emulator's target
+        return ax.IsotropicMMPS((cfg.q / target_std) ** 2)
+
     def fa_apf(em, target_std):
-        guidance = ax.IsotropicMMPS((cfg.q / target_std) ** 2)
-        return ax.BlockFAAPF(em, observation, sampler, blocks, guidance, weighting, tempering)
+        return ax.BlockFAAPF(em, observation, sampler, blocks, guidance(target_std), weighting, tempering)
 
     def local_fa_apf(em, target_std):
-        guidance = ax.IsotropicMMPS((cfg.q / target_std) ** 2)
-        return ax.LocalFAAPF(em, observation, sampler, distance(cfg.local_radius), guidance, tempering,
+        return ax.LocalFAAPF(em, observation, sampler, distance(cfg.local_radius), guidance(target_std), tempering,
                              predictive_variance=obs_variance, inflation=cfg.local_inflation)
 
     make = {

@@ -142,20 +142,19 @@ class DiagonalPredictiveWeights(AbstractWeighting):
         return cls((h**2) @ v)
 
     def _terms(self, observation, y, mean):
+        """``log N(y_j; A(mu)_j, r_j + s_j)`` per observation (0 where `y` is missing)."""
+        if not isinstance(observation.noise, DiagonalGaussianNoise):
+            raise InvalidArgument(
+                f"DiagonalPredictiveWeights: observation noise = {type(observation.noise).__name__}: "
+                "must be DiagonalGaussianNoise (use GaussianPredictiveWeights for correlated noise)."
+            )
         mask = jnp.isfinite(y)
         var = observation.noise.std**2 + self.variances
         z2 = (jnp.where(mask, y, 0.0) - observation.operator(mean)) ** 2 / var
         return jnp.where(mask, -0.5 * (z2 + jnp.log(2 * jnp.pi * var)), 0.0)
 
     def __call__(self, observation, y, mean):
-        if not isinstance(observation.noise, DiagonalGaussianNoise):
-            raise InvalidArgument(
-                f"DiagonalPredictiveWeights: observation noise = {type(observation.noise).__name__}: "
-                "must be DiagonalGaussianNoise (use GaussianPredictiveWeights for correlated noise)."
-            )
         return jnp.sum(self._terms(observation, y, mean))
 
     def blocks(self, observation, y, mean, obs_blocks, n_blocks):
-        if not isinstance(observation.noise, DiagonalGaussianNoise):
-            return super().blocks(observation, y, mean, obs_blocks, n_blocks)
         return jax.ops.segment_sum(self._terms(observation, y, mean), obs_blocks, n_blocks)
