@@ -45,8 +45,8 @@ def test_infinite_radius_is_the_global_fa_apf():
 def test_a_finite_radius_localises_the_weights():
     emulator, observation, sampler, state, y = _setup()
     local = _local(emulator, observation, sampler, ax.GaspariCohn(2.0))
-    ancestors, _, diag = local.first_stage(state, y, jax.random.key(2))
-    a = np.asarray(ancestors)
+    first, diag = local.first_stage(state, y, jax.random.key(2))
+    a = np.asarray(local.update.ancestors(jax.random.key(3), first))
     assert a.shape == (D, 64)
     # Weighted by a few observations each, every component keeps more particles than the
     # global weights would (their ESS collapses with 19 observations) ...
@@ -77,38 +77,37 @@ def test_bad_local_fa_apf_configuration_is_named():
         ax.LocalFAAPF(emulator, observation, sampler, loc, inflation=0.0)
 
 
-def test_lorenz96_low_model_noise_does_not_lose_track():
-    """Lorenz-96, q = 0.1 (where the block FA-APF loses track in 4 of 5 seeds, RMSE 1.74),
-    exact transition, the job's local FA-APF settings, one unseen truth, N = 128, 150
-    cycles.  Measured over 5 seeds at N = 256, 300 cycles (bench/lorenz96_letkf.py): RMSE
-    0.515 +- 0.035, spread/skill 1.01, worst drift 1.09.  Bounds: RMSE < 0.65 (4 seed sds
-    above that mean, allowing for the smaller N), no drift (last 50 cycles below 1.5 times
-    the mean over cycles 51-150), spread/skill in [0.8, 1.25]."""
-    from assimilax_adapters.lorenz96.dynamics import Lorenz96, simulate
+def _job_scores(filters, seeds, **options):
+    """RMSE, spread and drift per filter and seed of the Lorenz-96 job's own truths
+    (``TwinExperiment(seed=s)``: not the benchmark's truths, which the settings were
+    chosen on), N = 256, 300 cycles, scores over cycles 51-300."""
+    from assimilax_adapters.lorenz96.experiment import TwinExperiment, run
 
-    q, n, cycles, burn = 0.1, 128, 150, 50
-    k_truth, k_obs, k_init = jax.random.split(jax.random.key(4242), 3)
-    truth = np.asarray(simulate(k_truth, cycles + 1, model=Lorenz96(dim=D), q=q))
-    observation = ax.ObservationModel(ax.Selection.every(2, D), ax.DiagonalGaussianNoise(1.0, D // 2))
-    ys = truth[1:, ::2] + np.asarray(jax.random.normal(k_obs, (cycles, D // 2)))
-    loc = ax.DistanceLocalisation.from_operator(
-        ax.Periodic1D(D), np.arange(D), observation.operator, ax.GaspariCohn.from_length_scale(2.0)
-    )
-    filt = ax.LocalFAAPF(
-        oracle_emulator(q, D),
-        observation,
-        ax.Sampler(ax.EDMSchedule(2e-3, 80.0, 7.0), 12, ax.DPMSolverPP2S()),
-        loc,
-        ax.GuidanceBelowLevel(ax.MMPS(iterations=1), 5.0),
-        tempering=ax.ESSBandTempering(0.1, 0.15),
-        predictive_variance=q**2,
-        inflation=1.04,
-    )
-    ensemble = truth[0] + np.asarray(jax.random.normal(k_init, (n, D)))
-    _, out = ax.filter_scan(filt, filt.init(ensemble), ys, jax.random.key(5))
-    x = np.asarray(out.particles)
-    err = np.sqrt(((x.mean(1) - truth[1:]) ** 2).mean(-1))[burn:]
-    spread = np.sqrt(x.var(1, ddof=1).mean(-1))[burn:]
-    assert err.mean() < 0.65, err.mean()
-    assert err[-50:].mean() < 1.5 * err.mean(), (err[-50:].mean(), err.mean())
-    assert 0.8 < spread.mean() / err.mean() < 1.25, spread.mean() / err.mean()
+    out = {f: [] for f in filters}
+    for seed in seeds:
+        cfg = TwinExperiment(particles=256, cycles=300, spinup=50, seed=seed, filters=filters, **options)
+        ds = run(cfg, progress=False)
+        truth = ds["truth"].values  # (cycles, d): the states the analyses estimate
+        for f in filters:
+            x = ds["analysis"].sel(filter=f).values
+            err = np.sqrt(((x.mean(1) - truth) ** 2).mean(-1))[50:]
+            spread = np.sqrt(x.var(1, ddof=1).mean(-1))[50:]
+            out[f].append((err.mean(), spread.mean() / err.mean(), err[-50:].mean() / err.mean()))
+    return {f: np.array(v) for f, v in out.items()}
+
+
+@pytest.mark.parametrize("q", [0.1, 0.3])
+def test_lorenz96_local_transform_is_within_5_percent_of_the_letkf(q):
+    """Issue 11's bar on truths the settings were not chosen on: the job's
+    ``fa-apf-local-oracle`` (second-order transform, length scale 3) against its LETKF
+    (length scale 4) on the same truths and observations, 3 seeds.  Measured on 10 other
+    truths (docs/benchmarks.md section 8): ratio 1.02 +- 0.02 per seed at both q.  Bound:
+    the mean ratio over the 3 seeds below 1.05 (the issue's bar; the 3-seed mean has a
+    standard error of about 0.012, so 2.5 of them above the measured mean); every seed's
+    spread/skill in [0.8, 1.2] and no drift (last 50 cycles below twice the mean)."""
+    s = _job_scores(("fa-apf-local-oracle", "letkf"), (11, 12, 13), q=q)
+    local, letkf = s["fa-apf-local-oracle"], s["letkf"]
+    ratio = local[:, 0] / letkf[:, 0]
+    assert ratio.mean() < 1.05, ratio
+    assert np.all((0.8 < local[:, 1]) & (local[:, 1] < 1.2)), local[:, 1]
+    assert np.all(local[:, 2] < 2.0), local[:, 2]

@@ -6,7 +6,7 @@ from assimilax.errors import InvalidArgument
 from assimilax.experiment import Option, add_config_options, config_from_args, config_values
 from assimilax.run_options import add_run_options, options_from_args, run_and_report
 
-from .experiment import FILTERS, OBSERVE, SOLVERS, TwinExperiment
+from .experiment import FILTERS, LOCAL_UPDATES, OBSERVE, SOLVERS, TwinExperiment
 
 
 # The options of `TwinExperiment`'s fields, in the order of ``--help`` (``--init-std`` last).
@@ -35,7 +35,12 @@ OPTIONS = {
     "inflation": Option("multiplicative inflation of the EnKF, ETKF and LETKF forecast anomalies"),
     "localisation_radius": Option("LETKF Gaspari-Cohn length scale in grid points (DAPPER's loc_rad; half-width sqrt(10/3) times it)"),
     "local_radius": Option("Gaspari-Cohn length scale of the localised FA-APF filters, in grid points"),
-    "local_inflation": Option("inflation of the resampled histories of the localised FA-APF filters"),
+    "local_inflation": Option("inflation of the resampled histories of the localised FA-APF filters (resampling only)"),
+    "local_update": Option(
+        "local update of the localised FA-APF filters: the second-order exact transform, coupled resampling, "
+        "or auto (transform for linear observations, resampling for --observe abs)",
+        choices=LOCAL_UPDATES,
+    ),
     "local_ess_band": Option("tempering ESS band of the localised FA-APF filters, fractions of N", metavar=("LOW", "HIGH")),
     "init_std": Option("standard deviation of the initial ensemble around the truth's start"),
 }

@@ -15,8 +15,13 @@ set of filters run from the same perturbed start on the same observations:
 - ``fa-apf-local``, ``fa-apf-local-oracle``: the localised FA-APF (shipped and exact
   emulator): first-stage weights per component from the observations around it, tapered
   by Gaspari-Cohn of length scale `local_radius`, with Gaussian-predictive variance
-  ``q^2``, tempering per component to `local_ess_band`, coupled resampling and an
-  inflation `local_inflation` of the resampled histories;
+  ``q^2``, tempering per component to `local_ess_band`, and the local update
+  `local_update`: ``"transform"``, the second-order exact ensemble transform (the
+  weighted mean and covariance at every component; no inflation), or ``"resample"``,
+  coupled resampling with an inflation `local_inflation` of the resampled histories;
+  ``"auto"`` (the default) takes the transform for linear observations, which are
+  near-Gaussian, and resampling for ``observe="abs"``, whose sign ambiguity a
+  two-moment transform cannot carry;
 - ``optimal-pf``: the optimal-proposal particle filter (oracle emulator, exact
   Gaussian-predictive weights, no tempering, exact MMPS proposal);
 - ``bootstrap``: the bootstrap PF with the shipped emulator;
@@ -61,6 +66,7 @@ FILTERS = (
 TRAINED = ("fa-apf", "fa-apf-block", "fa-apf-local", "bootstrap", "forecast", "enkf-emulator", "letkf-emulator")
 SOLVERS = ax.SOLVER_NAMES
 OBSERVE = ("identity", "abs")
+LOCAL_UPDATES = ("auto", "transform", "resample")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +98,13 @@ class TwinExperiment:
     emulator_path: str | None = None
     inflation: float = 1.0
     localisation_radius: float = 4.0
-    local_radius: float = 2.0
-    local_inflation: float = 1.04
+    # One setting for both local updates (5 seeds each, docs/benchmarks.md section 8):
+    # transform within 2% of the LETKF at q = 0.1 and 0.3; resampling, with the inflation,
+    # the steadiest for |x|.
+    local_radius: float = 3.0
+    local_inflation: float = 1.04  # coupled resampling only: the transform makes no duplicates
     local_ess_band: tuple[float, float] = (0.1, 0.15)
+    local_update: str = "auto"
     obs_indices: tuple[int, ...] | None = None
     truth_path: str | None = None
     observe: str = "identity"  # or "abs": observe |x| of the observed components
@@ -115,6 +125,8 @@ class TwinExperiment:
             (self.obs_std > 0, f"obs_std (observation noise) must be positive, got {self.obs_std}"),
             (self.q > 0, f"q (model noise) must be positive, got {self.q}"),
             (self.observe in OBSERVE, f"observe must be one of {list(OBSERVE)}, got {self.observe!r}"),
+            (self.local_update in LOCAL_UPDATES,
+             f"local_update must be one of {list(LOCAL_UPDATES)}, got {self.local_update!r}"),
             (1 <= self.observe_every <= self.dim, f"observe_every must be in [1, {self.dim}], got {self.observe_every}"),
             (self.dim >= 4, f"dim must be at least 4, got {self.dim}"),
             (0 <= self.spinup < self.cycles, f"spinup must be in [0, cycles) = [0, {self.cycles}), got {self.spinup}"),
@@ -144,6 +156,12 @@ class TwinExperiment:
         t = load_truth(path)
         fixed = dict(dim=t.dim, cycles=t.cycles, q=t.q, obs_std=t.obs_std, obs_indices=tuple(int(i) for i in t.obs_idx), observe=t.observe)
         return cls(**{**options, **fixed, "truth_path": str(path)})
+
+    def local_update_kind(self) -> str:
+        """``"transform"`` or ``"resample"``: `local_update` with ``"auto"`` resolved."""
+        if self.local_update != "auto":
+            return self.local_update
+        return "resample" if self.observe == "abs" else "transform"
 
     def uses_trained_emulator(self) -> bool:
         return any(f in TRAINED for f in self.filters)
@@ -245,6 +263,7 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
                 tempering=tempering,
             )
         elif name in ("fa-apf-local", "fa-apf-local-oracle"):
+            transform = cfg.local_update_kind() == "transform"
             filters[name] = ax.LocalFAAPF(
                 emulator if name == "fa-apf-local" else oracle,
                 observation,
@@ -252,8 +271,9 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
                 local,
                 guidance,
                 tempering=ax.ESSBandTempering(*cfg.local_ess_band),
+                update=ax.SecondOrderTransform() if transform else ax.CoupledResampling(),
                 predictive_variance=cfg.q**2,
-                inflation=cfg.local_inflation,
+                inflation=1.0 if transform else cfg.local_inflation,
             )
         elif name == "optimal-pf":
             # With Q = q^2 I and a selection, A J A^T is a multiple of I: one CG step is exact.

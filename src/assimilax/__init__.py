@@ -67,6 +67,12 @@ from . import errors as errors
 from . import experiment as experiment
 from . import sharding as sharding
 from .sharding import ParticleLayout as ParticleLayout, particle_layout as particle_layout
+from .local_updates import (
+    AbstractLocalUpdate as AbstractLocalUpdate,
+    CoupledResampling as CoupledResampling,
+    SecondOrderTransform as SecondOrderTransform,
+    mean_preserving_rotation as mean_preserving_rotation,
+)
 from .localisation import BlockLocalisation as BlockLocalisation
 from . import metrics as metrics
 from .metrics import latitude_weights as latitude_weights

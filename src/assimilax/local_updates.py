@@ -1,0 +1,131 @@
+"""Local updates: how per-component first-stage weights become new histories.
+
+A localised particle filter weights every state component ``l`` with its own normalised
+weights ``w_l`` (``(d, n)`` in all).  Two ways of turning them into ``n`` equally weighted
+histories, component by component:
+
+- [`CoupledResampling`][assimilax.local_updates.CoupledResampling]: draw ancestors per
+  component with the same random numbers everywhere, ``h~_i[:, l] = h_{a_{l,i}}[:, l]``.
+  Consistent for any posterior as ``n`` grows, but at low model noise the duplicated
+  histories need inflating.
+- [`SecondOrderTransform`][assimilax.local_updates.SecondOrderTransform]: a linear
+  combination of the old histories at each component, ``h~[:, l] = T_l^T h[:, l]``, with
+  exactly the weighted mean and covariance (the nonlinear ensemble transform filter of
+  Todter & Ahrens 2015, localised as in Todter et al. 2016).  No duplicates, nothing to
+  inflate; exact in the first two moments only.
+"""
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from .resampling import AbstractResampler, Systematic
+from .sharding import glue_histories
+
+
+class AbstractLocalUpdate(eqx.Module):
+    """Per-component weights ``(d, n)`` to ``n`` equally weighted histories."""
+
+    @abc.abstractmethod
+    def __call__(
+        self,
+        key: PRNGKeyArray,
+        particles: Float[Array, "n m d"],
+        log_weights: Float[Array, "d n"],
+    ) -> Float[Array, "n m d"]:
+        """New histories from `particles` and each component's normalised `log_weights`."""
+
+
+class CoupledResampling(AbstractLocalUpdate):
+    """Resampling per component with the same random numbers at every component.
+
+    Where the weights of neighbouring components agree they pick the same ancestors, and
+    the ancestors change only where the weights do.  With equal weights at every
+    component this is the global filter's resampling.
+
+    **Arguments:** `resampler`, an [`assimilax.AbstractResampler`][assimilax.resampling.AbstractResampler]
+    (default systematic: one uniform shared by all components).
+    """
+
+    resampler: AbstractResampler = Systematic()
+
+    def ancestors(self, key: PRNGKeyArray, log_weights: Float[Array, "d n"]) -> Int[Array, "d n"]:
+        """``a_{l,i}``: the ancestor of history ``i`` at component ``l``, ``(d, n)``."""
+        n = log_weights.shape[1]
+        return jax.vmap(lambda w: self.resampler(key, w, n))(log_weights)
+
+    def __call__(
+        self,
+        key: PRNGKeyArray,
+        particles: Float[Array, "n m d"],
+        log_weights: Float[Array, "d n"],
+    ) -> Float[Array, "n m d"]:
+        d = particles.shape[-1]
+        return glue_histories(particles, self.ancestors(key, log_weights), jnp.arange(d))
+
+
+def mean_preserving_rotation(key: PRNGKeyArray, n: int) -> Float[Array, "n n"]:
+    """A Haar-random orthogonal ``n x n`` matrix with ``Omega 1 = 1``.
+
+    ``Omega = u u^T + B Q B^T``, ``u = 1 / sqrt(n)``, ``B`` an orthonormal basis of the
+    complement of ``u`` (the Householder reflection taking ``e_1`` to ``u``, less its
+    first column) and ``Q`` Haar on ``O(n - 1)`` (QR of a Gaussian matrix, signs fixed).
+    """
+    u = jnp.full(n, 1.0 / jnp.sqrt(n))
+    v = jnp.zeros(n).at[0].set(1.0) - u
+    v = v / jnp.linalg.norm(v)
+    basis = (jnp.eye(n) - 2 * jnp.outer(v, v))[:, 1:]
+    q, r = jnp.linalg.qr(jax.random.normal(key, (n - 1, n - 1)))
+    q = q * jnp.sign(jnp.diag(r))
+    return jnp.outer(u, u) + basis @ q @ basis.T
+
+
+class SecondOrderTransform(AbstractLocalUpdate):
+    """Second-order exact ensemble transform per component (Todter & Ahrens 2015, NETF).
+
+    With the normalised weights ``w`` of a component and its old values ``h`` (``(n,)``
+    per history step), the new values are ``h~ = T^T h`` with
+
+        T = w 1^T + sqrt(n) S Omega,    S S^T = diag(w) - w w^T,
+
+    so that their mean is ``w^T h`` and their covariance (normalised by ``n``) is the
+    weighted covariance ``sum_i w_i (h_i - w^T h)^2``; with equal weights the new
+    anomalies are the old ones rotated, ``h~ - mean = Omega^T (h - mean)``.  ``Omega`` is a random orthogonal matrix with
+    ``Omega 1 = 1`` (:func:`mean_preserving_rotation`), the same at every component, so
+    that neighbouring components with similar weights get similar transforms.
+
+    The root is ``S = diag(sqrt w) (I - sqrt w sqrt w^T) G`` with ``G`` the rotation in the
+    plane of ``1 / sqrt(n)`` and ``sqrt w`` that takes the first to the second (so
+    ``S 1 = 0``: the mean is kept); it costs ``O(n)`` per component and history step,
+    against ``O(n^3)`` for the symmetric root (an eigendecomposition per component: no
+    better on Lorenz-96, 0.455 against 0.457 at q = 0.1, 0.742 against 0.744 at q = 0.3,
+    and 20 times slower).  ``G`` depends smoothly on ``w`` and is the identity for equal
+    weights.  The one ``O(n^2)`` step is ``Omega^T``, applied to all components at once.
+    """
+
+    def __call__(
+        self,
+        key: PRNGKeyArray,
+        particles: Float[Array, "n m d"],
+        log_weights: Float[Array, "d n"],
+    ) -> Float[Array, "n m d"]:
+        n = particles.shape[0]
+        dtype = particles.dtype
+        u = jnp.full(n, 1.0 / jnp.sqrt(n), dtype)
+
+        def root_t(log_w, h):  # (n,), (n, m) -> mean (m,), G^T P D^(1/2) h (n, m)
+            w = jnp.exp(log_w).astype(dtype)
+            b = jnp.sqrt(w)
+            z = b[:, None] * h
+            z = z - jnp.outer(b, b @ z)
+            # G = I - (u + b)(u + b)^T / (1 + u.b) + 2 b u^T takes u to b; apply G^T.
+            s = u + b
+            z = z - jnp.outer(s, s @ z) / (1 + u @ b) + 2 * jnp.outer(u, b @ z)
+            return w @ h, z
+
+        mean, z = jax.vmap(root_t, in_axes=(0, 2), out_axes=(1, 2))(log_weights, particles)
+        omega = mean_preserving_rotation(key, n).astype(dtype)
+        return mean[None] + jnp.sqrt(float(n)).astype(dtype) * jnp.einsum("ji,jmd->imd", omega, z)
