@@ -103,3 +103,20 @@ def test_observe_abs_runs_and_observes_the_magnitude(tmp_path, capsys):
     path = tmp_path / "t.npz"
     save_truth(path, ds["truth"].values[[0, *range(6)]], obs, np.flatnonzero(ds["observed"].values), 0.3, 1.0, observe="abs")
     assert load_truth(path).observe == "abs"
+
+
+def test_local_update_auto_takes_the_transform_for_linear_observations_only():
+    """``local_update="auto"``: the second-order transform (no inflation) for linear
+    observations, coupled resampling with `local_inflation` for ``observe="abs"``; a bad
+    value is refused naming the field."""
+    import assimilax as ax
+    from assimilax_adapters.lorenz96.experiment import TwinExperiment, build_filters
+
+    for observe, update, inflation in (("identity", ax.SecondOrderTransform, 1.0), ("abs", ax.CoupledResampling, 1.04)):
+        cfg = TwinExperiment(particles=8, cycles=5, observe=observe, filters=("fa-apf-local-oracle",))
+        filt = build_filters(cfg)["fa-apf-local-oracle"]
+        assert isinstance(filt.update, update) and filt.inflation == inflation
+    forced = build_filters(TwinExperiment(particles=8, cycles=5, filters=("fa-apf-local-oracle",), local_update="resample"))
+    assert isinstance(forced["fa-apf-local-oracle"].update, ax.CoupledResampling)
+    with pytest.raises(ValueError, match="local_update must be one of"):
+        TwinExperiment(local_update="kalman")
