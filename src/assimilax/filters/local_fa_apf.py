@@ -81,7 +81,7 @@ class LocalFAAPF(AbstractFilter):
     - `update`: the [`assimilax.AbstractLocalUpdate`][assimilax.local_updates.AbstractLocalUpdate], default
       [`assimilax.CoupledResampling`][assimilax.local_updates.CoupledResampling]`()`;
       [`assimilax.SecondOrderTransform`][assimilax.local_updates.SecondOrderTransform]`()` is the better choice in
-      near-Gaussian regimes (Lorenz-96: within 2-3% of the LETKF, where coupled
+      near-Gaussian regimes (Lorenz-96: within 2% of the LETKF, where coupled
       resampling is 13-17% above it at low model noise; `docs/benchmarks.md`).
     - `predictive_variance`: ``v``, added to every ``r_j`` in the first-stage weights:
       0 is the Dirac rule; the variance of ``A(x[k+1])_j`` under the transition (``q^2``
