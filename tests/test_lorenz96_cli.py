@@ -107,12 +107,12 @@ def test_observe_abs_runs_and_observes_the_magnitude(tmp_path, capsys):
 
 def test_local_update_auto_takes_the_transform_for_linear_observations_only():
     """``local_update="auto"``: the second-order transform (no inflation) for linear
-    observations, coupled resampling with `local_inflation` for ``observe="abs"``; a bad
-    value is refused naming the field."""
+    observations, the marginal transport with `local_inflation` for ``observe="abs"``; a
+    bad value is refused naming the field."""
     import assimilax as ax
     from assimilax_adapters.lorenz96.experiment import TwinExperiment, build_filters
 
-    for observe, update, inflation in (("identity", ax.SecondOrderTransform, 1.0), ("abs", ax.CoupledResampling, 1.04)):
+    for observe, update, inflation in (("identity", ax.SecondOrderTransform, 1.0), ("abs", ax.MarginalTransport, 1.04)):
         cfg = TwinExperiment(particles=8, cycles=5, observe=observe, filters=("fa-apf-local-oracle",))
         filt = build_filters(cfg)["fa-apf-local-oracle"]
         assert isinstance(filt.update, update) and filt.inflation == inflation

@@ -35,10 +35,10 @@ OPTIONS = {
     "inflation": Option("multiplicative inflation of the EnKF, ETKF and LETKF forecast anomalies"),
     "localisation_radius": Option("LETKF Gaspari-Cohn length scale in grid points (DAPPER's loc_rad; half-width sqrt(10/3) times it)"),
     "local_radius": Option("Gaspari-Cohn length scale of the localised FA-APF filters, in grid points"),
-    "local_inflation": Option("inflation of the resampled histories of the localised FA-APF filters (resampling only)"),
+    "local_inflation": Option("inflation of the updated histories of the localised FA-APF filters (transport and resampling only)"),
     "local_update": Option(
-        "local update of the localised FA-APF filters: the second-order exact transform, coupled resampling, "
-        "or auto (transform for linear observations, resampling for --observe abs)",
+        "local update of the localised FA-APF filters: the second-order exact transform, the optimal transport of "
+        "each component's marginal, coupled resampling, or auto (transform for linear observations, transport for --observe abs)",
         choices=LOCAL_UPDATES,
     ),
     "local_ess_band": Option("tempering ESS band of the localised FA-APF filters, fractions of N", metavar=("LOW", "HIGH")),

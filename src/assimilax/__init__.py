@@ -71,6 +71,7 @@ from .local_updates import (
     AbstractLocalUpdate as AbstractLocalUpdate,
     CoupledResampling as CoupledResampling,
     SecondOrderTransform as SecondOrderTransform,
+    MarginalTransport as MarginalTransport,
     mean_preserving_rotation as mean_preserving_rotation,
 )
 from .localisation import BlockLocalisation as BlockLocalisation

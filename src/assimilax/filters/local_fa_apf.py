@@ -17,9 +17,11 @@ observation time ``k+1``:
 3. a local update ([`assimilax.AbstractLocalUpdate`][assimilax.local_updates.AbstractLocalUpdate]) that turns each component's
    weights into ``n`` equally weighted histories: coupled resampling (the same random
    numbers at every component, so neighbours with similar weights share ancestors; the
-   default) or a second-order exact ensemble transform (Todter & Ahrens 2015: every
+   default), a second-order exact ensemble transform (Todter & Ahrens 2015: every
    component a linear combination of the old histories with the weighted mean and
-   covariance, no duplicates);
+   covariance, no duplicates) or the optimal transport of every component's weighted
+   marginal (Reich 2013's ETPF in one dimension: keeps the modes of a multimodal local
+   posterior);
 4. the new histories, their anomalies inflated by `inflation` (against the impoverishment
    of resampling at low model noise), are propagated with the guided sampler given all of
    ``y`` (the FA-APF's proposal), which is what smooths the seams: the guided diffusion
@@ -82,7 +84,9 @@ class LocalFAAPF(AbstractFilter):
       [`assimilax.CoupledResampling`][assimilax.local_updates.CoupledResampling]`()`;
       [`assimilax.SecondOrderTransform`][assimilax.local_updates.SecondOrderTransform]`()` is the better choice in
       near-Gaussian regimes (Lorenz-96: within 2% of the LETKF, where coupled
-      resampling is 13-17% above it at low model noise; `docs/benchmarks.md`).
+      resampling is 13-17% above it at low model noise; `docs/benchmarks.md`), and
+      [`assimilax.MarginalTransport`][assimilax.local_updates.MarginalTransport]`()` (with
+      `inflation` about 1.04) in multimodal ones (Lorenz-96 observed through ``|x|``).
     - `predictive_variance`: ``v``, added to every ``r_j`` in the first-stage weights:
       0 is the Dirac rule; the variance of ``A(x[k+1])_j`` under the transition (``q^2``
       for a selection of ``N(M(x), q^2 I)``) is the Gaussian-predictive rule.
