@@ -84,18 +84,28 @@ def test_marginal_transport_has_the_weighted_mean_and_variance():
 
 
 @pytest.mark.usefixtures("x64")
-def test_marginal_transport_keeps_the_ranks_and_moves_nothing_under_equal_weights():
-    """The monotone plan: at every component the new values are in the order of the old
-    newest step; with equal weights every particle stays where it is."""
+def test_marginal_transport_takes_the_ranks_of_its_copula():
+    """``copula=None``, the monotone plan: at every component the new values are in the
+    order of the old newest step, and with equal weights every particle stays where it
+    is.  The default (the transform's ranks): the same values at every component,
+    history pairs kept together, in the order of the transform's newest step."""
     n, m, d = 40, 2, 5
     particles = jax.random.normal(jax.random.key(8), (n, m, d))
     log_w = _weights(jax.random.key(9), d, n)
-    got = np.asarray(ax.MarginalTransport()(jax.random.key(0), particles, log_w))
+    own = np.asarray(ax.MarginalTransport(copula=None)(jax.random.key(0), particles, log_w))
     for l in range(d):
         order = np.argsort(np.asarray(particles)[:, -1, l])
-        assert np.all(np.diff(got[order, -1, l]) >= -1e-12)
+        assert np.all(np.diff(own[order, -1, l]) >= -1e-12)
     flat = jnp.full((d, n), -jnp.log(n))
-    np.testing.assert_allclose(ax.MarginalTransport()(jax.random.key(0), particles, flat), particles, atol=1e-12)
+    np.testing.assert_allclose(ax.MarginalTransport(copula=None)(jax.random.key(0), particles, flat), particles, atol=1e-12)
+
+    got = np.asarray(ax.MarginalTransport()(jax.random.key(0), particles, log_w))
+    ranked_by = np.asarray(ax.SecondOrderTransform()(jax.random.key(0), particles, log_w))
+    for l in range(d):
+        by_own = own[np.argsort(own[:, -1, l]), :, l]
+        by_copula = got[np.argsort(ranked_by[:, -1, l]), :, l]
+        np.testing.assert_allclose(by_copula, by_own, atol=1e-12)
+        assert np.all(np.diff(by_copula[:, -1]) >= -1e-12)
 
 
 def test_marginal_transport_keeps_two_modes_with_their_masses():

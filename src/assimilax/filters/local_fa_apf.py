@@ -86,7 +86,7 @@ class LocalFAAPF(AbstractFilter):
       near-Gaussian regimes (Lorenz-96: within 2% of the LETKF, where coupled
       resampling is 13-17% above it at low model noise; `docs/benchmarks.md`), and
       [`assimilax.MarginalTransport`][assimilax.local_updates.MarginalTransport]`()` (with
-      `inflation` about 1.04) in multimodal ones (Lorenz-96 observed through ``|x|``).
+      `inflation` about 1.02) in multimodal ones (Lorenz-96 observed through ``|x|``).
     - `predictive_variance`: ``v``, added to every ``r_j`` in the first-stage weights:
       0 is the Dirac rule; the variance of ``A(x[k+1])_j`` under the transition (``q^2``
       for a selection of ``N(M(x), q^2 I)``) is the Gaussian-predictive rule.
