@@ -41,3 +41,15 @@ def test_bad_options_are_one_line_with_status_2(tmp_path, capsys, args, message)
     assert main(["kolmogorov", "-T", "1", "--no-progress", "-o", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_local_update_is_chosen_by_name_and_a_bad_one_is_named():
+    import assimilax as ax
+    from assimilax_adapters.kolmogorov.experiment import KolmogorovExperiment, build_filters, observation_operator
+
+    cfg = KolmogorovExperiment(particles=4, cycles=1, filters=("fa-apf-local-oracle",), local_update="transport")
+    observation = ax.ObservationModel(observation_operator(cfg), ax.DiagonalGaussianNoise(0.4, 256))
+    assert isinstance(build_filters(cfg, observation)["fa-apf-local-oracle"].update, ax.MarginalTransport)
+    assert KolmogorovExperiment().local_update == "transform"
+    with pytest.raises(ValueError, match="local_update must be one of"):
+        KolmogorovExperiment(local_update="kalman")

@@ -176,3 +176,12 @@ def test_local_fa_apf_with_the_transform_matches_kalman():
     bad = run(ax.DPS())
     with pytest.raises(AssertionError):
         _check_against_kalman(bad, kf_means, kf_covs, np.asarray(bad.diagnostics.ess))
+
+
+def test_local_updates_by_name():
+    assert isinstance(ax.local_update_by_name("transform"), ax.SecondOrderTransform)
+    assert isinstance(ax.local_update_by_name("transport"), ax.MarginalTransport)
+    assert isinstance(ax.local_update_by_name("resample"), ax.CoupledResampling)
+    assert tuple(ax.LOCAL_UPDATE_NAMES) == ("transform", "transport", "resample")
+    with pytest.raises(ValueError, match="local_update_by_name: name = 'kalman'"):
+        ax.local_update_by_name("kalman")

@@ -22,7 +22,9 @@ OPTIONS = {
     "tile": Option("tile side of the block FA-APF, in grid points"),
     "localisation_radius": Option("LETKF length scale, in grid points"),
     "local_radius": Option("Gaspari-Cohn length scale of the localised FA-APF filters, in grid points"),
-    "local_inflation": Option("inflation of the resampled histories of the localised FA-APF filters"),
+    "local_inflation": Option("inflation of the updated histories of the localised FA-APF filters"),
+    "local_update": Option("local update of the localised FA-APF filters: the second-order exact transform, the optimal "
+                           "transport of each grid point's marginal, or coupled resampling", choices=ax.LOCAL_UPDATE_NAMES),
     "emulator_path": Option("path of other trained weights (.eqx with its .json)", flags=("--emulator",)),
     "q": Option("model noise standard deviation per interval (the shipped emulator is for 0.5)"),
     "init_std": Option("standard deviation of the initial ensemble around the truth's start"),

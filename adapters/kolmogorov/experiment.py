@@ -7,8 +7,9 @@ the means of `stride` x `stride` blocks (``"blocks"``), and these filters from t
 perturbed start:
 
 - ``fa-apf-local``, ``fa-apf-local-oracle``: the localised FA-APF (Gaspari-Cohn of length
-  scale `local_radius` grid points) with the shipped diffusion emulator and with the exact
-  emulator ``N(M(x), q^2 I)``;
+  scale `local_radius` grid points, the local update `local_update`: ``"transform"``,
+  ``"transport"`` or ``"resample"``, see `assimilax.local_update_by_name`) with the shipped
+  diffusion emulator and with the exact emulator ``N(M(x), q^2 I)``;
 - ``fa-apf-block``, ``fa-apf-block-oracle``: the block FA-APF on `tile` x `tile` tiles, the
   same two ways;
 - ``letkf``, ``enkf``: the LETKF (Gaspari-Cohn of length scale `localisation_radius` grid
@@ -58,6 +59,7 @@ class KolmogorovExperiment:
     localisation_radius: float = 4.0
     local_radius: float = 8.0
     local_inflation: float = 1.0
+    local_update: str = "transform"
     ess_band: tuple[float, float] = (0.2, 0.25)
     emulator_path: str | None = None
 
@@ -65,6 +67,8 @@ class KolmogorovExperiment:
         ax.experiment.check_config(self, "Kolmogorov experiment", FILTERS, positive=(
             "q", "localisation_radius", "local_radius", "local_inflation"), checks=lambda: [
             (self.observe in OBSERVE, f"observe must be one of {list(OBSERVE)}, got {self.observe!r}"),
+            (self.local_update in ax.LOCAL_UPDATE_NAMES,
+             f"local_update must be one of {list(ax.LOCAL_UPDATE_NAMES)}, got {self.local_update!r}"),
             (self.stride >= 1 and N % self.stride == 0, f"stride must divide {N}, got {self.stride}"),
             (self.tile >= 1 and N % self.tile == 0, f"tile must divide {N}, got {self.tile}"),
             (self.obs_fraction >= 1e-6, f"obs_fraction must be in [1e-6, inf), got {self.obs_fraction}"),
@@ -122,7 +126,8 @@ def build_filters(cfg: KolmogorovExperiment, observation: ax.ObservationModel) -
 
     def local_fa_apf(em, target_std):
         return ax.LocalFAAPF(em, observation, sampler, distance(cfg.local_radius), guidance(target_std), tempering,
-                             predictive_variance=obs_variance, inflation=cfg.local_inflation)
+                             update=ax.local_update_by_name(cfg.local_update), predictive_variance=obs_variance,
+                             inflation=cfg.local_inflation)
 
     make = {
         "fa-apf-local": lambda: local_fa_apf(emulator, emulator.increment_std),

@@ -67,7 +67,7 @@ FILTERS = (
 TRAINED = ("fa-apf", "fa-apf-block", "fa-apf-local", "bootstrap", "forecast", "enkf-emulator", "letkf-emulator")
 SOLVERS = ax.SOLVER_NAMES
 OBSERVE = ("identity", "abs")
-LOCAL_UPDATES = ("auto", "transform", "transport", "resample")
+LOCAL_UPDATES = ("auto", *ax.LOCAL_UPDATE_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,7 +267,6 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
             )
         elif name in ("fa-apf-local", "fa-apf-local-oracle"):
             kind = cfg.local_update_kind()
-            updates = {"transform": ax.SecondOrderTransform(), "transport": ax.MarginalTransport(), "resample": ax.CoupledResampling()}
             filters[name] = ax.LocalFAAPF(
                 emulator if name == "fa-apf-local" else oracle,
                 observation,
@@ -275,7 +274,7 @@ def build_filters(cfg: TwinExperiment) -> dict[str, ax.AbstractFilter]:
                 local,
                 guidance,
                 tempering=ax.ESSBandTempering(*cfg.local_ess_band),
-                update=updates[kind],
+                update=ax.local_update_by_name(kind),
                 predictive_variance=cfg.q**2,
                 inflation=1.0 if kind == "transform" else cfg.local_inflation,
             )

@@ -73,6 +73,8 @@ from .local_updates import (
     SecondOrderTransform as SecondOrderTransform,
     MarginalTransport as MarginalTransport,
     mean_preserving_rotation as mean_preserving_rotation,
+    LOCAL_UPDATE_NAMES as LOCAL_UPDATE_NAMES,
+    local_update_by_name as local_update_by_name,
 )
 from .localisation import BlockLocalisation as BlockLocalisation
 from . import metrics as metrics

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .errors import invalid
 from .resampling import AbstractResampler, Systematic
 from .sharding import glue_histories
 
@@ -207,3 +208,18 @@ class MarginalTransport(AbstractLocalUpdate):
         ranked_by = particles if self.copula is None else self.copula(key, particles, log_weights)
         ranks = jnp.argsort(ranked_by[:, -1, :], axis=0)  # (n, d): the particle of rank j
         return jax.vmap(lambda r, v: jnp.zeros_like(v).at[r].set(v), in_axes=(1, 2), out_axes=2)(ranks, ascending)
+
+
+LOCAL_UPDATE_NAMES = ("transform", "transport", "resample")
+
+
+def local_update_by_name(name: str) -> AbstractLocalUpdate:
+    """The local update called `name` (for command lines and configuration files):
+    ``transform`` ([`SecondOrderTransform`][assimilax.local_updates.SecondOrderTransform]),
+    ``transport`` ([`MarginalTransport`][assimilax.local_updates.MarginalTransport]) or
+    ``resample`` ([`CoupledResampling`][assimilax.local_updates.CoupledResampling]), with
+    their defaults."""
+    updates = {"transform": SecondOrderTransform, "transport": MarginalTransport, "resample": CoupledResampling}
+    if name not in updates:
+        raise invalid("name", name, f"one of {list(LOCAL_UPDATE_NAMES)} (unknown local update)", owner="local_update_by_name")
+    return updates[name]()
