@@ -185,10 +185,10 @@ class MarginalTransport(AbstractLocalUpdate):
     ) -> Float[Array, "n m d"]:
         n = particles.shape[0]
         levels = jnp.arange(n + 1, dtype=particles.dtype) / n
+        own_ranks = jnp.argsort(particles[:, -1, :], axis=0)  # (n, d): the particle of rank j
 
-        def transport(log_w, h):  # (n,), (n, m) -> the new values in ascending order (n, m)
+        def transport(log_w, h, order):  # (n,), (n, m), (n,) -> the new values in ascending order (n, m)
             w = jnp.exp(log_w).astype(h.dtype)
-            order = jnp.argsort(h[:, -1])
             w_s, h_s = w[order], h[order]
             # The primitive of Q_w: piecewise linear, through (c_k, sum_{i<=k} w_i h_i).
             c = jnp.cumsum(w_s)
@@ -204,13 +204,16 @@ class MarginalTransport(AbstractLocalUpdate):
             scale = jnp.where(got > 0, jnp.sqrt(target / jnp.where(got > 0, got, 1.0)), 1.0)
             return mean + scale * (moved - mean)
 
-        ascending = jax.vmap(transport, in_axes=(0, 2), out_axes=2)(log_weights, particles)
-        ranked_by = particles if self.copula is None else self.copula(key, particles, log_weights)
-        ranks = jnp.argsort(ranked_by[:, -1, :], axis=0)  # (n, d): the particle of rank j
+        ascending = jax.vmap(transport, in_axes=(0, 2, 1), out_axes=2)(log_weights, particles, own_ranks)
+        if self.copula is None:
+            ranks = own_ranks
+        else:
+            ranks = jnp.argsort(self.copula(key, particles, log_weights)[:, -1, :], axis=0)
         return jax.vmap(lambda r, v: jnp.zeros_like(v).at[r].set(v), in_axes=(1, 2), out_axes=2)(ranks, ascending)
 
 
-LOCAL_UPDATE_NAMES = ("transform", "transport", "resample")
+_LOCAL_UPDATES = {"transform": SecondOrderTransform, "transport": MarginalTransport, "resample": CoupledResampling}
+LOCAL_UPDATE_NAMES = tuple(_LOCAL_UPDATES)
 
 
 def local_update_by_name(name: str) -> AbstractLocalUpdate:
@@ -219,7 +222,6 @@ def local_update_by_name(name: str) -> AbstractLocalUpdate:
     ``transport`` ([`MarginalTransport`][assimilax.local_updates.MarginalTransport]) or
     ``resample`` ([`CoupledResampling`][assimilax.local_updates.CoupledResampling]), with
     their defaults."""
-    updates = {"transform": SecondOrderTransform, "transport": MarginalTransport, "resample": CoupledResampling}
-    if name not in updates:
+    if name not in _LOCAL_UPDATES:
         raise invalid("name", name, f"one of {list(LOCAL_UPDATE_NAMES)} (unknown local update)", owner="local_update_by_name")
-    return updates[name]()
+    return _LOCAL_UPDATES[name]()
