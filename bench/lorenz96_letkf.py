@@ -113,6 +113,7 @@ def main():
     parser.add_argument("--truth-dir", type=Path, default=Path("outputs/lorenz96_truths"))
     parser.add_argument("--observe", default="identity", choices=("identity", "abs"), help="observe x or |x| (the truths of abs are other files)")
     parser.add_argument("--local-update", default=TwinExperiment.local_update, help="local update of the localised FA-APF (the job's --local-update)")
+    parser.add_argument("--local-predictive-variance", type=float, default=None, help="v of the localised FA-APF's first-stage weights (the job's --local-predictive-variance; default q^2, or R / 2 for abs)")
     parser.add_argument("--dapper", action="store_true")
     parser.add_argument("--dapper-python", default=sys.executable)
     parser.add_argument("--out", type=Path, default=None)
@@ -135,7 +136,7 @@ def main():
                 cfg = TwinExperiment.from_truth(
                     str(path), particles=args.particles, spinup=args.burn, filters=(job,), seed=seed,
                     inflation=inflation, localisation_radius=args.radius, levels=args.levels, solver=args.solver,
-                    local_update=args.local_update,
+                    local_update=args.local_update, local_predictive_variance=args.local_predictive_variance,
                 )
                 t0 = time.perf_counter()
                 ds = run(cfg, progress=False)
@@ -162,7 +163,8 @@ def main():
         f"Lorenz-96, d = {D}, every {OBS_EVERY}nd component observed, R = {R}, N = {args.particles}, "
         f"{args.cycles} cycles, burn-in {args.burn}, seeds {args.seeds} (truth keys 1000 + seed), "
         f"localisation length scale {args.radius}, job sampler {args.levels} levels {args.solver}, "
-        f"local update {args.local_update}; "
+        f"local update {args.local_update}, first-stage variance "
+        f"{'default' if args.local_predictive_variance is None else args.local_predictive_variance}; "
         f"means over seeds (± std across seeds); jax {jax.__version__}, {jax.default_backend()}, "
         f"{platform.machine()}, {date.today()}, {wall / 60:.1f} min in all",
         "",

@@ -106,16 +106,24 @@ def test_observe_abs_runs_and_observes_the_magnitude(tmp_path, capsys):
 
 
 def test_local_update_auto_takes_the_transform_for_linear_observations_only():
-    """``local_update="auto"``: the second-order transform (no inflation) for linear
-    observations, the marginal transport with `local_inflation` for ``observe="abs"``; a
-    bad value is refused naming the field."""
+    """``local_update="auto"``: the second-order transform (no inflation, first-stage
+    variance ``q^2``) for linear observations, the marginal transport with
+    `local_inflation` and the variance ``R / 2`` for ``observe="abs"``; a given
+    `local_predictive_variance` wins; bad values are refused naming the field."""
     import assimilax as ax
     from assimilax_adapters.lorenz96.experiment import TwinExperiment, build_filters
 
-    for observe, update, inflation in (("identity", ax.SecondOrderTransform, 1.0), ("abs", ax.MarginalTransport, 1.02)):
-        cfg = TwinExperiment(particles=8, cycles=5, observe=observe, filters=("fa-apf-local-oracle",))
+    for observe, update, inflation, variance in (
+        ("identity", ax.SecondOrderTransform, 1.0, 0.3**2), ("abs", ax.MarginalTransport, 1.02, 0.5 * 1.5**2)
+    ):
+        cfg = TwinExperiment(particles=8, cycles=5, observe=observe, obs_std=1.5, filters=("fa-apf-local-oracle",))
         filt = build_filters(cfg)["fa-apf-local-oracle"]
         assert isinstance(filt.update, update) and filt.inflation == inflation
+        assert filt.predictive_variance == pytest.approx(variance)
+    given = TwinExperiment(particles=8, cycles=5, observe="abs", local_predictive_variance=0.0, filters=("fa-apf-local-oracle",))
+    assert build_filters(given)["fa-apf-local-oracle"].predictive_variance == 0.0
+    with pytest.raises(ValueError, match="local_predictive_variance must be at least 0"):
+        TwinExperiment(local_predictive_variance=-0.1)
     forced = build_filters(TwinExperiment(particles=8, cycles=5, filters=("fa-apf-local-oracle",), local_update="resample"))
     assert isinstance(forced["fa-apf-local-oracle"].update, ax.CoupledResampling)
     with pytest.raises(ValueError, match="local_update must be one of"):

@@ -41,6 +41,9 @@ OPTIONS = {
         "each component's marginal, coupled resampling, or auto (transform for linear observations, transport for --observe abs)",
         choices=LOCAL_UPDATES,
     ),
+    "local_predictive_variance": Option(
+        "variance added to R in the first-stage weights of the localised FA-APF filters "
+        "(default: q^2 for linear observations, R / 2 for --observe abs)"),
     "local_ess_band": Option("tempering ESS band of the localised FA-APF filters, fractions of N", metavar=("LOW", "HIGH")),
     "init_std": Option("standard deviation of the initial ensemble around the truth's start"),
 }
