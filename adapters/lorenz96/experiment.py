@@ -16,7 +16,8 @@ set of filters run from the same perturbed start on the same observations:
   emulator): first-stage weights per component from the observations around it, tapered
   by Gaspari-Cohn of length scale `local_radius`, with the variance ``r + v`` (``v`` =
   `local_predictive_variance`: ``q^2``, the Gaussian predictive, for linear observations;
-  ``r / 2`` for ``|x|``, see `TwinExperiment.local_weight_variance`), tempering per component to `local_ess_band`, and the local update
+  ``r / 2`` for ``|x|``, see `TwinExperiment.local_weight_variance`), tempering per
+  component to `local_ess_band`, and the local update
   `local_update`: ``"transform"``, the second-order exact ensemble transform (the
   weighted mean and covariance at every component; no inflation), ``"transport"``, the
   optimal transport of every component's weighted marginal (rescaled to the weighted
@@ -179,10 +180,11 @@ class TwinExperiment:
 
         For ``|x|`` the first-stage weights choose between the sign modes, and with
         ``N = 256`` their Monte Carlo noise loses the true mode on some truths (with
-        ``N = 1024``, 7 such truths all came out below both baselines); flatter weights (the guided proposal still uses ``R``)
-        lose it less often: not below the LETKF and the EnKF on 1 of 80 held-out truths,
-        against 5 of 80 with ``q^2`` (docs/benchmarks.md section 8).  With linear
-        observations ``r / 2`` changes the RMSE by 0.1% and adds spread, so ``q^2`` stays.
+        ``N = 1024``, 7 such truths all came out below both baselines).  Flatter weights
+        (the guided proposal still uses ``R``) lose it less often: not below the LETKF and
+        the EnKF on 1 of 80 held-out truths, against 5 of 80 with ``q^2``
+        (docs/benchmarks.md section 8).  With linear observations ``r / 2`` changes the
+        RMSE by 0.1% and adds spread, so ``q^2`` stays.
         """
         if self.local_predictive_variance is not None:
             return float(self.local_predictive_variance)
